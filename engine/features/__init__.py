@@ -1,0 +1,1 @@
+"""Columnar (numpy) features built from the store at send time."""

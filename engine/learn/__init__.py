@@ -1,0 +1,1 @@
+"""Learning: bandits over variants, send-time and ranking models."""

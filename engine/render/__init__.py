@@ -1,0 +1,1 @@
+"""Rendering: sandboxed Jinja templates into MIME email."""

@@ -1,0 +1,91 @@
+"""Plan a run: the audience at this moment, and a send time for each member.
+
+Planning decides *who* and *when*; *what* (items, channel, variant) is decided by the pump when
+each message goes out. Every audience member gets one Message row: ``planned`` with its send_at,
+or a terminal state saying why not (holdout, suppressed, capped, no_consent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.audience.build import Member, build_audience
+from engine.errors import SpecError
+from engine.features.content import build_item_table
+from engine.learn.sendtime import SendTime, plan_send_times
+from engine.spec.model import CampaignSpec
+from engine.store import Store, outbox, queries
+from engine.store.tables import MessageState
+
+_STATE_OF_STATUS = {"send": MessageState.PLANNED, "holdout": MessageState.HOLDOUT,
+                    "suppressed": MessageState.SUPPRESSED, "capped": MessageState.CAPPED,
+                    "no_consent": MessageState.NO_CONSENT}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: int
+    counts: dict[str, int]
+
+
+def require_content(store: Store, spec: CampaignSpec, now: datetime) -> None:
+    """Refuse to plan a campaign whose content pool has nothing to send."""
+    with store.session() as session:
+        if len(build_item_table(session, spec.content, now)) == 0:
+            filtered = " that passes [content] where" if spec.content.where is not None else ""
+            raise SpecError(spec.source, "content.pool",
+                            f"the content pool {spec.content.pool!r} has no item{filtered}; "
+                            "import some with `kairos import content FILE`",
+                            line=spec.line_of("content.pool"))
+
+
+def spec_record(spec: CampaignSpec) -> dict[str, Any]:
+    """What the store keeps about a campaign version (the file itself stays the source)."""
+    return {"goal": spec.goal, "channels": list(spec.channels), "variants": [v.name for v in spec.variants],
+            "pool": spec.content.pool, "items": spec.content.items}
+
+
+@dataclass(frozen=True)
+class PlannedMember:
+    member: Member
+    send_time: SendTime | None
+
+
+def plan_members(session: Session, spec: CampaignSpec, now: datetime) -> list[PlannedMember]:
+    """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing."""
+    members = build_audience(session, spec, now)
+    sending = [m for m in members if m.status == "send"]
+    times = plan_send_times(session, spec.schedule, [m.recipient.id for m in sending],
+                            [m.recipient.timezone for m in sending], now)
+    send_time = {m.recipient.id: t for m, t in zip(sending, times, strict=True)}
+    return [PlannedMember(m, send_time.get(m.recipient.id)) for m in members]
+
+
+def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "manual") -> PlannedRun:
+    """Create a run of ``spec`` at ``now`` with one Message per audience member, in one transaction."""
+    require_content(store, spec, now)
+    with store.session() as session:
+        queries.save_campaign(session, spec.name, str(spec.source), spec.spec_hash, spec_record(spec))
+        planned = plan_members(session, spec, now)
+        run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now)
+        assert run.id is not None
+        rows = []
+        counts: dict[str, int] = {}
+        for entry in planned:
+            status, when = entry.member.status, entry.send_time
+            counts[status] = counts.get(status, 0) + 1
+            rows.append({
+                "run_id": run.id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
+                "state": _STATE_OF_STATUS[status], "send_at": when.at if when else now,
+                "decision": {"send_time": {"local_hour": when.local_hour, "probability": when.probability,
+                                           "model": when.model}} if when else None,
+                "attempts": 0, "updated_at": now,
+            })
+        outbox.insert_messages(session, rows)
+        if not counts.get("send"):
+            outbox.finish_run_if_done(session, run.id, now)
+    return PlannedRun(run.id, counts)

@@ -1,0 +1,400 @@
+"""Turn a campaign file (TOML or YAML) into a :class:`CampaignSpec`, or a :class:`SpecError`.
+
+Every error names the file, the line, the dotted field and what was expected. Sections and keys
+not listed in :data:`SECTIONS` are refused, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+from apscheduler.triggers.cron import CronTrigger
+
+from engine.errors import SpecError
+from engine.sourcemap import Document, load_document
+from engine.spec.model import (
+    BUILTIN_GOALS,
+    NOT_GOALS,
+    Audience,
+    CampaignSpec,
+    Content,
+    Diversity,
+    FrequencyCap,
+    Optimize,
+    Schedule,
+    Trigger,
+    Variant,
+)
+from engine.spec.rules import (
+    AUDIENCE_FUNCTIONS,
+    CONTENT_FIELDS,
+    RECIPIENT_FIELDS,
+    Rule,
+    RuleSyntaxError,
+    parse_rule,
+)
+
+CAMPAIGN_SUFFIXES = (".toml", ".yaml", ".yml")
+SUPPORTED_CHANNELS = ("email",)
+SUPPORTED_BANDITS = ("thompson", "none")
+TEMPLATE_SUFFIXES = (".html", ".txt")
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "campaign": ("name", "goal", "goal_window", "description"),
+    "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time"),
+    "audience": ("where", "holdout", "frequency_cap"),
+    "content": ("pool", "where", "items", "diversity"),
+    "channels": ("allowed",),
+    "variants": ("name", "subject", "template", "preheader"),
+    "optimize": ("bandit", "exploration"),
+}
+REQUIRED_SECTIONS = ("campaign", "content", "variants")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"48h"``, ``"7d"``, ``"1h30m"``, ``"2w"`` -> timedelta; ValueError if not a duration."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError("a duration such as '30m', '48h', '7d' or '1h30m'")
+    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+@dataclass
+class _Reader:
+    """Typed access to one document's fields, raising located SpecErrors."""
+
+    document: Document
+
+    def fail(self, dotted: str, problem: str) -> SpecError:
+        return SpecError(self.document.path, dotted, problem, line=self.document.line_of(dotted))
+
+    def table(self, dotted: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(dotted, f"expected a table of {', '.join(allowed)}, got {_shown(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(f"{dotted}.{key}", f"unknown key; [{dotted.split('[')[0]}] takes "
+                                + ", ".join(allowed))
+        return value
+
+    def typed(self, dotted: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise self.fail(dotted, f"expected {exc}, got {_shown(value)}") from None
+
+    def rule(self, dotted: str, value: Any, fields: tuple[str, ...], functions: dict[str, Any]) -> Rule:
+        text = self.typed(dotted, value, _string)
+        try:
+            return parse_rule(text, fields, functions)
+        except RuleSyntaxError as exc:
+            raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {text}\n    {' ' * (exc.column - 1)}^",
+                            line=self.document.line_of(dotted), column=exc.column) from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a non-empty string")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError("a name of lowercase letters, digits, '-' and '_' (at most 100)")
+    return value
+
+
+def _fraction(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ValueError(f"a number from {low} to {high}")
+        return float(value)
+
+    return parse
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a whole number of at least 1")
+    return value
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError("a positive duration")
+    return duration
+
+
+def _goal(value: Any) -> str:
+    if not isinstance(value, str) or not _EVENT_NAME.match(value) or value in NOT_GOALS:
+        raise ValueError(f"one of {', '.join(BUILTIN_GOALS)} or the name of a custom event "
+                         f"(lowercase; not {', '.join(NOT_GOALS)})")
+    return value
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str) or len(value.split()) != 5:
+        raise ValueError("a 5-field cron expression such as '0 9 * * MON'")
+    try:
+        CronTrigger.from_crontab(value, timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(f"a valid 5-field cron expression ({exc})") from None
+    return value
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z")
+    return value.astimezone(UTC)
+
+
+def _zone(value: Any) -> str:
+    if value == "recipient":
+        return value
+    try:
+        ZoneInfo(_string(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("'recipient' or an IANA time zone such as 'Europe/Madrid'") from None
+    return str(value)
+
+
+def _window(value: Any) -> tuple[int, int]:
+    expected = "two local times [\"HH:MM\", \"HH:MM\"], the first earlier, e.g. [\"08:00\", \"21:00\"]"
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise ValueError(expected)
+    minutes = []
+    for text in value:
+        clock = _CLOCK.match(text)
+        if not clock or (clock.group(1) == "24" and clock.group(2) != "00"):
+            raise ValueError(expected)
+        minutes.append(int(clock.group(1)) * 60 + int(clock.group(2)))
+    if minutes[0] >= minutes[1]:
+        raise ValueError(expected)
+    return minutes[0], minutes[1]
+
+
+def _template_text(value: Any) -> str:
+    text = _string(value)
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"a valid template ({exc.message})") from None
+    return text
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError("one of " + ", ".join(repr(o) for o in options))
+        return str(value)
+
+    return parse
+
+
+def load_campaign(path: Path, templates: Path) -> CampaignSpec:
+    """Read and validate one campaign file.
+
+    :param templates: the templates directory; every variant's template must exist there.
+    :raises SpecError: naming the file, line and field.
+    """
+    document = load_document(path, SpecError)
+    read = _Reader(document)
+    data = document.data
+    for section in data:
+        if section not in SECTIONS:
+            raise read.fail(section, "unknown section; expected " + ", ".join(f"[{s}]" for s in SECTIONS))
+    for section in REQUIRED_SECTIONS:
+        if section not in data:
+            raise SpecError(path, section, f"missing the [{section}] section", line=None)
+
+    campaign = read.table("campaign", data["campaign"], SECTIONS["campaign"])
+    for key in ("name", "goal"):
+        if key not in campaign:
+            raise read.fail(f"campaign.{key}", "missing; it is required")
+    name = read.typed("campaign.name", campaign["name"], _name)
+    goal = read.typed("campaign.goal", campaign["goal"], _goal)
+    goal_window = read.typed("campaign.goal_window", campaign.get("goal_window", "48h"), _positive_duration)
+    description = read.typed("campaign.description", campaign["description"], _string) \
+        if "description" in campaign else ""
+
+    return CampaignSpec(
+        name=name,
+        goal=goal,
+        goal_window=goal_window,
+        schedule=_schedule(read, data.get("schedule", {})),
+        audience=_audience(read, data.get("audience", {})),
+        content=_content(read, data["content"]),
+        channels=_channels(read, data.get("channels", {"allowed": ["email"]})),
+        variants=_variants(read, data["variants"], templates),
+        optimize=_optimize(read, data.get("optimize", {})),
+        source=path,
+        spec_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
+        description=description,
+        lines=dict(document.lines),
+    )
+
+
+def _schedule(read: _Reader, value: Any) -> Schedule:
+    table = read.table("schedule", value, SECTIONS["schedule"])
+    given = [key for key in ("cron", "at", "trigger") if key in table]
+    if len(given) > 1:
+        raise read.fail(f"schedule.{given[1]}", f"give one of cron, at or trigger, not both {given[0]} and {given[1]}")
+    trigger = None
+    if "trigger" in table:
+        spec = read.table("schedule.trigger", table["trigger"], ("event", "delay"))
+        if "event" not in spec:
+            raise read.fail("schedule.trigger.event", "missing; the event that triggers a send, e.g. 'signup'")
+        trigger = Trigger(
+            event=read.typed("schedule.trigger.event", spec["event"], _goal),
+            delay=read.typed("schedule.trigger.delay", spec.get("delay", "0s"), parse_duration),
+        )
+    return Schedule(
+        cron=read.typed("schedule.cron", table["cron"], _cron) if "cron" in table else None,
+        at=read.typed("schedule.at", table["at"], _instant) if "at" in table else None,
+        trigger=trigger,
+        timezone=read.typed("schedule.timezone", table.get("timezone", "recipient"), _zone),
+        window=read.typed("schedule.window", table.get("window", ["00:00", "24:00"]), _window),
+        send_time=read.typed("schedule.send_time", table.get("send_time", "fixed"), _choice("fixed", "optimize")),
+    )
+
+
+def _audience(read: _Reader, value: Any) -> Audience:
+    table = read.table("audience", value, SECTIONS["audience"])
+    cap = None
+    if "frequency_cap" in table:
+        spec = read.table("audience.frequency_cap", table["frequency_cap"], ("max", "per"))
+        for key in ("max", "per"):
+            if key not in spec:
+                raise read.fail(f"audience.frequency_cap.{key}", "missing; e.g. { max = 3, per = \"7d\" }")
+        cap = FrequencyCap(
+            max=read.typed("audience.frequency_cap.max", spec["max"], _count),
+            per=read.typed("audience.frequency_cap.per", spec["per"], _positive_duration),
+        )
+    return Audience(
+        where=read.rule("audience.where", table["where"], RECIPIENT_FIELDS, AUDIENCE_FUNCTIONS)
+        if "where" in table else None,
+        holdout=read.typed("audience.holdout", table.get("holdout", 0.0), _fraction(0.0, 0.5)),
+        frequency_cap=cap,
+    )
+
+
+def _content(read: _Reader, value: Any) -> Content:
+    table = read.table("content", value, SECTIONS["content"])
+    if "pool" not in table:
+        raise read.fail("content.pool", "missing; the name of the content pool to pick items from")
+    diversity = None
+    if "diversity" in table:
+        spec = read.table("content.diversity", table["diversity"], ("by", "max_per_topic"))
+        diversity = Diversity(
+            by=read.typed("content.diversity.by", spec.get("by", "topic"), _choice("topic")),
+            max_per_value=read.typed("content.diversity.max_per_topic", spec.get("max_per_topic", 1), _count),
+        )
+    return Content(
+        pool=read.typed("content.pool", table["pool"], _name),
+        where=read.rule("content.where", table["where"], CONTENT_FIELDS, {}) if "where" in table else None,
+        items=read.typed("content.items", table.get("items", 1), _count),
+        diversity=diversity,
+    )
+
+
+def _channels(read: _Reader, value: Any) -> tuple[str, ...]:
+    table = read.table("channels", value, SECTIONS["channels"])
+    allowed = table.get("allowed", ["email"])
+    if not isinstance(allowed, list) or not allowed:
+        raise read.fail("channels.allowed", f"expected a non-empty list of {', '.join(SUPPORTED_CHANNELS)}")
+    for index, channel in enumerate(allowed):
+        read.typed(f"channels.allowed[{index}]", channel, _choice(*SUPPORTED_CHANNELS))
+    if len(set(allowed)) != len(allowed):
+        raise read.fail("channels.allowed", "lists a channel twice")
+    return tuple(allowed)
+
+
+def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]:
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise read.fail("variants", "expected one or more [[variants]] tables")
+    variants = []
+    for index, entry in enumerate(value):
+        dotted = f"variants[{index}]"
+        table = read.table(dotted, entry, SECTIONS["variants"])
+        for key in ("name", "subject", "template"):
+            if key not in table:
+                raise read.fail(f"{dotted}.{key}", "missing; every variant needs name, subject and template")
+        template = read.typed(f"{dotted}.template", table["template"], _name)
+        if not any((templates / f"{template}{suffix}").is_file() for suffix in TEMPLATE_SUFFIXES):
+            raise read.fail(f"{dotted}.template", f"no template {template!r}: expected "
+                            + " or ".join(str(templates / f"{template}{s}") for s in TEMPLATE_SUFFIXES))
+        variants.append(Variant(
+            name=read.typed(f"{dotted}.name", table["name"], _name),
+            subject=read.typed(f"{dotted}.subject", table["subject"], _template_text),
+            template=template,
+            preheader=read.typed(f"{dotted}.preheader", table["preheader"], _template_text)
+            if "preheader" in table else "",
+        ))
+    names = [v.name for v in variants]
+    for index, variant_name in enumerate(names):
+        if names.index(variant_name) != index:
+            raise read.fail(f"variants[{index}].name", f"variant name {variant_name!r} is used twice")
+    return tuple(variants)
+
+
+def _optimize(read: _Reader, value: Any) -> Optimize:
+    table = read.table("optimize", value, SECTIONS["optimize"])
+    return Optimize(
+        bandit=read.typed("optimize.bandit", table.get("bandit", "thompson"), _choice(*SUPPORTED_BANDITS)),
+        exploration=read.typed("optimize.exploration", table.get("exploration", 0.1), _fraction(0.0, 1.0)),
+    )
+
+
+def campaign_files(directory: Path) -> Iterator[Path]:
+    """The campaign files in ``directory``, sorted."""
+    if directory.is_dir():
+        yield from sorted(p for p in directory.iterdir() if p.suffix in CAMPAIGN_SUFFIXES and p.is_file())
+
+
+def find_campaign(reference: str, campaigns: Path, templates: Path) -> CampaignSpec:
+    """Load a campaign by file path, or by name from the campaigns directory.
+
+    :raises SpecError: when no file matches or the file is invalid.
+    """
+    path = Path(reference)
+    if path.suffix in CAMPAIGN_SUFFIXES or path.exists():
+        return load_campaign(path, templates)
+    for candidate in campaign_files(campaigns):
+        if candidate.stem == reference:
+            return load_campaign(candidate, templates)
+    for candidate in campaign_files(campaigns):
+        try:
+            spec = load_campaign(candidate, templates)
+        except SpecError:
+            continue
+        if spec.name == reference:
+            return spec
+    raise SpecError(None, None, f"no campaign {reference!r}: not a file, and not the name of a campaign "
+                    f"in {campaigns}")

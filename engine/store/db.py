@@ -1,0 +1,128 @@
+"""The database handle: one SQLAlchemy engine, sessions, schema creation, dialect-aware upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel
+
+from engine.errors import StoreError
+from engine.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def _normalize_url(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the tracking server read while the sender writes; NORMAL sync is durable across
+    # process crashes (only an OS crash can lose the last transactions); a generous busy
+    # timeout turns short lock waits into waits rather than errors.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """A database: SQLite for one process, PostgreSQL for many workers.
+
+    :param url: a SQLAlchemy URL (``sqlite:///kairos.db``, ``postgresql+psycopg://...``).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = _normalize_url(url)
+        try:
+            if self.url.startswith("sqlite"):
+                self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"opening {self.safe_url}", exc) from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Connect, and create missing tables when ``create``."""
+        store = cls(url)
+        if create:
+            store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"creating tables in {self.safe_url}", exc) from exc
+
+    def drop_schema(self) -> None:
+        """Drop every Kairos table (tests, and the demo's fresh start)."""
+        SQLModel.metadata.drop_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error.
+
+        Database errors surface as :class:`StoreError`; the transaction leaves nothing behind.
+        """
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError("writing to the database", exc) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def upsert(
+    session: Session,
+    table: type[SQLModel],
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows``; on a conflict over ``key`` update the ``update`` columns (or skip).
+
+    One statement executed for all rows (executemany), on SQLite and PostgreSQL alike.
+    """
+    if not rows:
+        return
+    columns = {column for row in rows for column in row}
+    if any(len(row) != len(columns) for row in rows):
+        # executemany needs every row to bind the same columns
+        rows = [{column: row.get(column) for column in columns} for row in rows]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table.__table__)  # type: ignore[attr-defined]
+    if update:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key), set_={column: statement.excluded[column] for column in update})
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    session.execute(statement, list(rows))

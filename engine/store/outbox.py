@@ -1,0 +1,125 @@
+"""Runs and the message outbox: the state transitions that make sends exactly-once.
+
+A message moves planned -> claimed -> sending -> sent | failed | suppressed, and every move is
+committed by the caller before the next step touches the network (DESIGN.md, "Messages are
+never lost or sent twice"). Claiming uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
+number of workers can pump the same outbox; on SQLite the database's write lock serializes it.
+
+The rule for a sender that died (see :func:`recover_run`): a ``claimed`` message had not been
+handed to any transport, so it goes back to ``planned``; a ``sending`` message may or may not
+have left, so it becomes ``review`` and is reported, never silently re-sent or dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from engine.store.db import upsert
+from engine.store.tables import Event, Message, MessageState, Run, RunState
+
+
+def unfinished_run(session: Session, campaign: str) -> Run | None:
+    """The latest run of ``campaign`` that still has messages to send, if any."""
+    return session.exec(select(Run).where(Run.campaign == campaign, col(Run.state) != RunState.FINISHED)
+                        .order_by(col(Run.id).desc())).first()
+
+
+def start_run(session: Session, campaign: str, spec_hash: str, trigger: str, now: datetime) -> Run:
+    run = Run(campaign=campaign, spec_hash=spec_hash, trigger=trigger, started_at=now, state=RunState.RUNNING)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def insert_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert planned (and deliberately skipped) messages; unique per (run, recipient)."""
+    upsert(session, Message, rows, ["run_id", "recipient_id"])
+
+
+@dataclass(frozen=True)
+class Recovery:
+    released: int
+    review: list[int]
+
+
+def recover_run(session: Session, run_id: int, now: datetime) -> Recovery:
+    """Resolve what a dead sender left behind (rule in the module docstring)."""
+    released = session.execute(
+        sa.update(Message).where(col(Message.run_id) == run_id, col(Message.state) == MessageState.CLAIMED)
+        .values(state=MessageState.PLANNED, claimed_by=None, claimed_at=None, updated_at=now))
+    review = list(session.exec(select(Message.id).where(Message.run_id == run_id,
+                                                        Message.state == MessageState.SENDING)).all())
+    if review:
+        session.execute(sa.update(Message).where(col(Message.id).in_(review))
+                        .values(state=MessageState.REVIEW, updated_at=now,
+                                last_error="in flight when the sender stopped; may or may not have been delivered"))
+    return Recovery(released=int(released.rowcount or 0),  # type: ignore[attr-defined]
+                    review=[int(i) for i in review if i is not None])
+
+
+def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
+                       run_id: int | None = None) -> list[Message]:
+    """Claim up to ``limit`` planned messages whose send_at has come, oldest first."""
+    due = (select(Message.id).where(Message.state == MessageState.PLANNED, Message.send_at <= now)
+           .order_by(col(Message.send_at), col(Message.id)).limit(limit))
+    if run_id is not None:
+        due = due.where(Message.run_id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.scalars(
+        sa.update(Message).where(col(Message.id).in_(due.scalar_subquery()))
+        .values(state=MessageState.CLAIMED, claimed_by=worker, claimed_at=now, updated_at=now)
+        .returning(Message)).all()
+    return sorted(claimed, key=lambda m: (m.send_at, m.id or 0))
+
+
+def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None:
+    """Bulk update messages by primary key: each dict holds ``id`` and the columns to set."""
+    if changes:
+        session.execute(sa.update(Message), list(changes))
+
+
+def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Append events; an event whose id is already stored is skipped (idempotent)."""
+    upsert(session, Event, events, ["id"])
+
+
+def state_counts(session: Session, run_id: int) -> dict[str, int]:
+    rows = session.exec(select(Message.state, sa.func.count()).where(Message.run_id == run_id)
+                        .group_by(col(Message.state))).all()
+    return {state: int(count) for state, count in rows}
+
+
+def next_send_at(session: Session, run_id: int) -> datetime | None:
+    """When the next planned message of the run is due."""
+    return session.exec(select(sa.func.min(Message.send_at)).where(
+        Message.run_id == run_id, Message.state == MessageState.PLANNED)).first()
+
+
+def finish_run_if_done(session: Session, run_id: int, now: datetime) -> bool:
+    """Mark the run finished when no message of it is planned, claimed or sending."""
+    counts = state_counts(session, run_id)
+    if any(counts.get(state, 0) for state in MessageState.OPEN):
+        return False
+    run = session.get(Run, run_id)
+    if run is not None and run.state != RunState.FINISHED:
+        run.state, run.finished_at, run.counts = RunState.FINISHED, now, counts
+        session.add(run)
+    return True
+
+
+def run_messages(session: Session, run_id: int) -> list[Message]:
+    return list(session.exec(select(Message).where(Message.run_id == run_id)
+                             .order_by(col(Message.recipient_id))).all())
+
+
+def next_retry_at(session: Session, run_id: int) -> datetime | None:
+    """When the next message of the run waiting to retry a temporary failure comes due."""
+    return session.exec(select(sa.func.min(Message.send_at)).where(
+        Message.run_id == run_id, Message.state == MessageState.PLANNED, col(Message.attempts) > 0)).first()

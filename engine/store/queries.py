@@ -1,0 +1,226 @@
+"""Typed read queries: recipients, content, event statistics and suppressions.
+
+Stages never write SQL; they call these. Reads that feed numpy return plain tuples or dicts of
+lists rather than ORM objects, so a million rows do not become a million Python objects twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from engine.store.tables import Campaign, ContentItem, Device, Event, Recipient, Suppression, utcnow
+
+IN_CHUNK = 900  # stay under SQLite's bound-parameter limit in IN (...) lists
+
+
+def address_hash(email: str) -> str:
+    """SHA-256 of a normalized address: how an erased recipient stays suppressed."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start:start + IN_CHUNK]
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    id: str
+    email: str | None
+    timezone: str
+    locale: str | None
+    consent_email: bool
+    consent_push: bool
+    attributes: dict[str, Any]
+
+
+def all_recipients(session: Session) -> list[RecipientRow]:
+    """Every recipient, in id order (the order audiences and plans are written in)."""
+    rows = session.exec(select(Recipient.id, Recipient.email, Recipient.timezone, Recipient.locale,
+                               Recipient.consent_email, Recipient.consent_push, Recipient.attributes)
+                        .order_by(col(Recipient.id))).all()
+    return [RecipientRow(*row) for row in rows]
+
+
+def recipients_by_id(session: Session, ids: Sequence[str]) -> dict[str, RecipientRow]:
+    found: dict[str, RecipientRow] = {}
+    for chunk in _chunks(ids):
+        rows = session.exec(select(Recipient.id, Recipient.email, Recipient.timezone, Recipient.locale,
+                                   Recipient.consent_email, Recipient.consent_push, Recipient.attributes)
+                            .where(col(Recipient.id).in_(chunk))).all()
+        found.update((row[0], RecipientRow(*row)) for row in rows)
+    return found
+
+
+def pool_items(session: Session, pool: str) -> list[ContentItem]:
+    """The items of a content pool, oldest first (stable order for ties)."""
+    return list(session.exec(select(ContentItem).where(ContentItem.pool == pool)
+                             .order_by(col(ContentItem.published_at), col(ContentItem.id))).all())
+
+
+def pool_names(session: Session) -> list[str]:
+    return list(session.exec(select(ContentItem.pool).distinct()).all())
+
+
+def item_event_counts(session: Session, item_ids: Sequence[str], types: Sequence[str],
+                      since: datetime | None = None) -> dict[tuple[str, str], int]:
+    """{(item_id, type): count} over every recipient, optionally since a time."""
+    counts: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(item_ids):
+        query = (select(Event.item_id, Event.type, sa.func.count())
+                 .where(col(Event.item_id).in_(chunk), col(Event.type).in_(types)))
+        if since is not None:
+            query = query.where(Event.ts >= since)
+        for item_id, kind, count in session.exec(query.group_by(col(Event.item_id), col(Event.type))).all():
+            counts[(str(item_id), kind)] = int(count)
+    return counts
+
+
+def recipient_topic_counts(session: Session, recipient_ids: Sequence[str], types: Sequence[str],
+                           since: datetime | None = None) -> list[tuple[str, str, str, int]]:
+    """(recipient_id, topic, type, count) for events on items with a topic."""
+    found: list[tuple[str, str, str, int]] = []
+    for chunk in _chunks(recipient_ids):
+        query = (select(Event.recipient_id, ContentItem.topic, Event.type, sa.func.count())
+                 .join(ContentItem, col(ContentItem.id) == col(Event.item_id))
+                 .where(col(Event.recipient_id).in_(chunk), col(Event.type).in_(types),
+                        col(ContentItem.topic).is_not(None)))
+        if since is not None:
+            query = query.where(Event.ts >= since)
+        query = query.group_by(col(Event.recipient_id), col(ContentItem.topic), col(Event.type))
+        found.extend((r, str(t), k, int(c)) for r, t, k, c in session.exec(query).all())
+    return found
+
+
+def _occurrences() -> sa.ColumnElement[int]:
+    """COUNT of events, where the per-slot `sent` events of one message count once.
+
+    A message with k items logs k `sent` events (one per slot, like imported impressions), so
+    "how many messages did they get" counts distinct messages: the message id where there is
+    one, else (for imported history) the campaign and time the impressions share.
+    """
+    imported = sa.func.coalesce(col(Event.campaign), "") + "@" + sa.cast(col(Event.ts), sa.String)
+    per_message = sa.case((col(Event.type) == "sent",
+                           sa.func.coalesce(sa.cast(col(Event.message_id), sa.String), imported)),
+                          else_=col(Event.id))
+    return sa.func.count(sa.distinct(per_message))
+
+
+def recipient_event_counts(session: Session, types: Sequence[str], since: datetime,
+                           recipient_ids: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
+    """{(recipient_id, type): count} since a time, for everyone or for the given recipients."""
+    counts: dict[tuple[str, str], int] = {}
+    chunks: Iterable[Sequence[str] | None] = [None] if recipient_ids is None else _chunks(recipient_ids)
+    for chunk in chunks:
+        query = (select(Event.recipient_id, Event.type, _occurrences())
+                 .where(col(Event.type).in_(types), Event.ts >= since))
+        if chunk is not None:
+            query = query.where(col(Event.recipient_id).in_(chunk))
+        for recipient_id, kind, count in session.exec(query.group_by(col(Event.recipient_id),
+                                                                     col(Event.type))).all():
+            counts[(recipient_id, kind)] = int(count)
+    return counts
+
+
+def last_event_times(session: Session, kind: str) -> dict[str, datetime]:
+    """{recipient_id: time of their latest event of ``kind``}."""
+    rows = session.exec(select(Event.recipient_id, sa.func.max(Event.ts)).where(Event.type == kind)
+                        .group_by(col(Event.recipient_id))).all()
+    return {recipient_id: moment for recipient_id, moment in rows if moment is not None}
+
+
+def variant_outcomes(session: Session, campaign: str, goal_event: str) -> dict[str, tuple[int, int]]:
+    """{variant: (sends, goal events)} for a campaign, across all its runs.
+
+    A goal event counts when it names the campaign and variant (tracked links and pixels do).
+    """
+    sent = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(Event.message_id)))
+                             .where(Event.campaign == campaign, Event.type == "sent")
+                             .group_by(col(Event.variant))).all())
+    goals = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(Event.message_id)))
+                              .where(Event.campaign == campaign, Event.type == goal_event)
+                              .group_by(col(Event.variant))).all())
+    return {str(v): (int(n), int(goals.get(v, 0))) for v, n in sent.items() if v is not None}
+
+
+def suppressed_recipients(session: Session, recipients: Sequence[RecipientRow], channel: str) -> set[str]:
+    """The ids among ``recipients`` that must not be contacted on ``channel``."""
+    by_hash = {address_hash(r.email): r.id for r in recipients if r.email}
+    found: set[str] = set()
+    channels = ["all", channel]
+    ids = [r.id for r in recipients]
+    for chunk in _chunks(ids):
+        found.update(session.exec(select(Suppression.recipient_id)
+                                  .where(col(Suppression.recipient_id).in_(chunk),
+                                         col(Suppression.channel).in_(channels))).all())
+    hashes = list(by_hash)
+    for chunk in _chunks(hashes):
+        found.update(by_hash[h] for h in session.exec(select(Suppression.address_hash)
+                                                        .where(col(Suppression.address_hash).in_(chunk),
+                                                               col(Suppression.channel).in_(channels))).all()
+                     if h is not None)
+    found.discard(None)  # type: ignore[arg-type]
+    return found
+
+
+def add_suppression(session: Session, *, reason: str, recipient_id: str | None = None,
+                    email: str | None = None, channel: str = "all", detail: str | None = None) -> bool:
+    """Suppress a recipient (and their address); returns False if already suppressed so."""
+    digest = address_hash(email) if email else None
+    query = select(Suppression.id).where(Suppression.channel == channel, Suppression.reason == reason)
+    if recipient_id is not None:
+        query = query.where(Suppression.recipient_id == recipient_id)
+    else:
+        query = query.where(Suppression.address_hash == digest)
+    if session.exec(query).first() is not None:
+        return False
+    session.add(Suppression(recipient_id=recipient_id, address_hash=digest, channel=channel,
+                            reason=reason, detail=detail, created_at=utcnow()))
+    return True
+
+
+def active_devices(session: Session, recipient_ids: Sequence[str]) -> dict[str, list[Device]]:
+    found: dict[str, list[Device]] = {}
+    for chunk in _chunks(recipient_ids):
+        for device in session.exec(select(Device).where(col(Device.recipient_id).in_(chunk),
+                                                        col(Device.active))).all():
+            found.setdefault(device.recipient_id, []).append(device)
+    return found
+
+
+def save_campaign(session: Session, name: str, path: str, spec_hash: str, spec: dict[str, Any]) -> None:
+    row = session.get(Campaign, name)
+    if row is None:
+        session.add(Campaign(name=name, path=path, spec_hash=spec_hash, spec=spec, updated_at=utcnow()))
+    elif row.spec_hash != spec_hash or row.path != path:
+        row.path, row.spec_hash, row.spec, row.updated_at = path, spec_hash, spec, utcnow()
+        session.add(row)
+
+
+def sent_pairs(session: Session, recipient_ids: Sequence[str], item_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(recipient_id, item_id) pairs among these that were already sent."""
+    items = set(item_ids)
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(recipient_ids):
+        rows = session.exec(select(Event.recipient_id, Event.item_id).distinct()
+                            .where(col(Event.recipient_id).in_(chunk), Event.type == "sent",
+                                   col(Event.item_id).is_not(None))).all()
+        found.update((r, str(i)) for r, i in rows if i in items)
+    return found
+
+
+def event_times(session: Session, recipient_ids: Sequence[str], types: Sequence[str],
+                since: datetime) -> list[tuple[str, datetime]]:
+    """(recipient_id, ts) of their events of ``types`` since a time."""
+    found: list[tuple[str, datetime]] = []
+    for chunk in _chunks(recipient_ids):
+        found.extend(session.exec(select(Event.recipient_id, Event.ts).where(
+            col(Event.recipient_id).in_(chunk), col(Event.type).in_(types), Event.ts >= since)).all())
+    return found

@@ -1,0 +1,228 @@
+"""The tables. One sqlmodel class per table; the same definitions run on SQLite and PostgreSQL.
+
+Timestamps are stored in UTC and always come back timezone-aware (:class:`UTCDateTime`); a naive
+datetime handed to the store is a bug and is refused. Free-form attributes (recipients, items,
+decisions) are JSON columns so imports can carry any column without a migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that refuses naive values, stores UTC and returns aware UTC datetimes."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)  # type: ignore[call-overload]
+
+
+def _json(**kwargs: Any) -> Any:
+    return Field(sa_type=sa.JSON, **kwargs)  # type: ignore[call-overload]
+
+
+class Recipient(SQLModel, table=True):
+    """Someone who can be sent to. ``attributes`` holds every other imported column, typed."""
+
+    id: str = Field(primary_key=True, max_length=200)
+    email: str | None = Field(default=None, index=True, max_length=320)
+    timezone: str = Field(default="UTC", max_length=64)
+    locale: str | None = Field(default=None, max_length=35)
+    consent_email: bool = True
+    consent_push: bool = False
+    attributes: dict[str, Any] = _json(default_factory=dict)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Device(SQLModel, table=True):
+    """A push address: an FCM or APNs token, or a Web Push subscription (JSON) for ``webpush``."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "token", name="uq_device_platform_token"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_id: str = Field(index=True, max_length=200)
+    platform: str = Field(max_length=16)
+    token: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]
+    active: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ContentItem(SQLModel, table=True):
+    """An item of a content pool (an article, a product); ``attributes`` are its other columns."""
+
+    __tablename__: ClassVar[str] = "content_item"  # type: ignore[misc]
+
+    id: str = Field(primary_key=True, max_length=200)
+    pool: str = Field(index=True, max_length=100)
+    title: str
+    url: str
+    topic: str | None = Field(default=None, index=True, max_length=100)
+    published_at: datetime = _ts(default_factory=utcnow)
+    attributes: dict[str, Any] = _json(default_factory=dict)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Something that happened to a recipient. Append-only: rows are inserted, never updated.
+
+    ``sent`` events carry the decision in ``data``: the items per slot with their
+    probabilities, the channel and variant with theirs, the model versions and a features hash.
+    """
+
+    __table_args__ = (
+        sa.Index("ix_event_recipient_ts", "recipient_id", "ts"),
+        sa.Index("ix_event_type_ts", "type", "ts"),
+        sa.Index("ix_event_campaign_type", "campaign", "type"),
+    )
+
+    id: str = Field(primary_key=True, max_length=200)
+    recipient_id: str = Field(max_length=200)
+    type: str = Field(max_length=64)
+    ts: datetime = _ts()
+    item_id: str | None = Field(default=None, max_length=200)
+    campaign: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=16)
+    variant: str | None = Field(default=None, max_length=100)
+    position: int | None = None
+    propensity: float | None = None
+    value: float | None = None
+    run_id: int | None = None
+    message_id: int | None = None
+    data: dict[str, Any] | None = _json(default=None)
+
+
+class Campaign(SQLModel, table=True):
+    """The last loaded version of a campaign file."""
+
+    name: str = Field(primary_key=True, max_length=100)
+    path: str
+    spec_hash: str = Field(max_length=64)
+    spec: dict[str, Any] = _json(default_factory=dict)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class RunState:
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class Run(SQLModel, table=True):
+    """One firing of a campaign: the audience planned at ``started_at`` into Message rows."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True, max_length=100)
+    spec_hash: str = Field(max_length=64)
+    state: str = Field(default=RunState.RUNNING, max_length=16)
+    trigger: str = Field(default="manual", max_length=200)
+    started_at: datetime = _ts(default_factory=utcnow)
+    finished_at: datetime | None = _ts(default=None)
+    counts: dict[str, Any] = _json(default_factory=dict)
+
+
+class MessageState:
+    """Message states. The first four move forward only; the rest are terminal.
+
+    planned -> claimed -> sending -> sent | failed | suppressed. ``review`` is a message that
+    was in flight when a sender died: it may or may not have left, and is reported rather than
+    re-sent or dropped. ``holdout``, ``capped`` and ``no_consent`` are audience members who were
+    deliberately not sent to; they are kept so reports can measure lift and explain gaps.
+    """
+
+    PLANNED = "planned"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    REVIEW = "review"
+    HOLDOUT = "holdout"
+    CAPPED = "capped"
+    NO_CONSENT = "no_consent"
+
+    OPEN = (PLANNED, CLAIMED, SENDING)
+
+
+class Message(SQLModel, table=True):
+    """One recipient of one run. Unique per (run, recipient): a recipient is never planned twice."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "recipient_id", name="uq_message_run_recipient"),
+        sa.Index("ix_message_state_send_at", "state", "send_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    campaign: str = Field(max_length=100)
+    recipient_id: str = Field(max_length=200)
+    state: str = Field(default=MessageState.PLANNED, max_length=16)
+    send_at: datetime = _ts()
+    channel: str | None = Field(default=None, max_length=16)
+    variant: str | None = Field(default=None, max_length=100)
+    decision: dict[str, Any] | None = _json(default=None)
+    header_message_id: str | None = Field(default=None, max_length=255)
+    attempts: int = 0
+    last_error: str | None = None
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_at: datetime | None = _ts(default=None)
+    sent_at: datetime | None = _ts(default=None)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Suppression(SQLModel, table=True):
+    """Never contact this recipient (or this hashed address) on ``channel`` (``all`` = any).
+
+    An erased recipient keeps only ``address_hash`` (SHA-256 of the normalized address), so a
+    re-import of the same address stays suppressed without keeping the address itself.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_id: str | None = Field(default=None, index=True, max_length=200)
+    address_hash: str | None = Field(default=None, index=True, max_length=64)
+    channel: str = Field(default="all", max_length=16)
+    reason: str = Field(max_length=32)
+    detail: str | None = None
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained model, stored in the database so every worker on every machine can load it."""
+
+    __tablename__: ClassVar[str] = "model_version"  # type: ignore[misc]
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=32)
+    campaign: str | None = Field(default=None, max_length=100)
+    version: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    metrics: dict[str, Any] = _json(default_factory=dict)
+    artifact: bytes | None = Field(default=None, sa_type=sa.LargeBinary)  # type: ignore[call-overload]
+    promoted: bool = False
