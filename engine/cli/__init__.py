@@ -35,7 +35,9 @@ def main() -> None:
     from engine.cli import campaigns, data, demo  # noqa: F401  (register the commands)
 
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (rather than raises) the code of typer.Exit.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -151,7 +151,7 @@ def print_send_report(spec: CampaignSpec, report: SendReport) -> None:
         when = report.next_at.isoformat(timespec='minutes') if report.next_at else "later"
         out.print(f"  {report.deferred} message(s) wait for their send time (next at {when}); "
                   "`kairos daemon` sends them, or `kairos send --now` sends them all now")
-    for error in dict.fromkeys(report.errors).keys():
+    for error in dict.fromkeys(report.errors):
         err.print(f"  failed: {error}", markup=False)
 
 

@@ -21,7 +21,7 @@ class _MaildirHandler:
         self.maildir = mailbox.Maildir(str(directory), create=True)
         self.received = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = mailbox.MaildirMessage(envelope.original_content or envelope.content)
         self.maildir.add(message)
         self.received += 1

@@ -48,7 +48,7 @@ class SmtpTransport(Transport):
         async with self._slots:
             client = self._idle.pop() if self._idle else await self._connect()
             try:
-                errors, response = await client.sendmail(envelope.sender, list(envelope.recipients), envelope.data)
+                _errors, response = await client.sendmail(envelope.sender, list(envelope.recipients), envelope.data)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 self._idle.append(client)
                 refusal = exc.recipients[0]

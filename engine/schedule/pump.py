@@ -18,7 +18,6 @@ from typing import Any
 from engine.decide import Decision, Policy
 from engine.dispatch.base import Envelope, Transport
 from engine.errors import DispatchError, RenderError
-from engine.features.content import ItemTable
 from engine.render.mime import build_email, message_id, sender_domain
 from engine.render.templates import TemplateSet
 from engine.spec.model import CampaignSpec

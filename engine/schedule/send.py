@@ -15,9 +15,9 @@ from engine.config import Settings
 from engine.decide import Policy
 from engine.dispatch import email_transport
 from engine.render.templates import TemplateSet
-from engine.spec.model import CampaignSpec
 from engine.schedule.planning import plan_run
 from engine.schedule.pump import BatchOutcome, SendContext, send_batch
+from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox
 from engine.store.tables import Message, MessageState
 

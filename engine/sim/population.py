@@ -133,7 +133,7 @@ def simulate_history(population: Population, catalog: Catalog, *, weeks: int, it
     impression carries its true propensity, as history imported from another sender would.
     """
     events: list[dict[str, Any]] = []
-    n, m = len(population), len(catalog.ids)
+    _n, m = len(population), len(catalog.ids)
     k = min(items_per_message, m)
     reachable = np.flatnonzero(population.consent_email)
     offsets = np.array([(now.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0)).total_seconds() / 3600

@@ -87,7 +87,7 @@ class _Reader:
             raise self.fail(dotted, f"expected a table of {', '.join(allowed)}, got {_shown(value)}")
         for key in value:
             if key not in allowed:
-                raise self.fail(f"{dotted}.{key}", f"unknown key; [{dotted.split('[')[0]}] takes "
+                raise self.fail(f"{dotted}.{key}", f"unknown key; [{dotted.split('[', maxsplit=1)[0]}] takes "
                                 + ", ".join(allowed))
         return value
 
@@ -170,12 +170,13 @@ def _instant(value: Any) -> datetime:
             raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z") from None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z")
-    return value.astimezone(UTC)
+    moment: datetime = value.astimezone(UTC)
+    return moment
 
 
 def _zone(value: Any) -> str:
     if value == "recipient":
-        return value
+        return "recipient"
     try:
         ZoneInfo(_string(value))
     except (ZoneInfoNotFoundError, ValueError):

@@ -368,7 +368,7 @@ class _Parser:
             if type(atom.value) is not wanted:
                 raise RuleSyntaxError(atom.column, f"{name.text}() expects {_type_name(wanted)} here, "
                                       f"got {atom.value!r}")
-            if wanted is int and atom.value < 0:
+            if isinstance(atom.value, int) and atom.value < 0:
                 raise RuleSyntaxError(atom.column, f"{name.text}() expects a non-negative number")
         return Call(name.text, tuple(a.value for a in args), name.column)
 
@@ -486,6 +486,7 @@ def _kind(column: Column) -> str:
 
 
 def _require(column: Column, kind: type, position: int, problem: str) -> None:
-    wanted = {bool: "true/false", float: "a number"}[kind]
+    names: dict[type, str] = {bool: "true/false", float: "a number"}
+    wanted = names[kind]
     if _kind(column) != wanted:
         raise RuleTypeError(position, f"{problem}, got {_kind(column)}")

@@ -41,20 +41,21 @@ class RecipientRow:
     attributes: dict[str, Any]
 
 
+_RECIPIENT_COLUMNS = sa.select(*(col(c) for c in (Recipient.id, Recipient.email, Recipient.timezone,
+                                                  Recipient.locale, Recipient.consent_email,
+                                                  Recipient.consent_push, Recipient.attributes)))
+
+
 def all_recipients(session: Session) -> list[RecipientRow]:
     """Every recipient, in id order (the order audiences and plans are written in)."""
-    rows = session.exec(select(Recipient.id, Recipient.email, Recipient.timezone, Recipient.locale,
-                               Recipient.consent_email, Recipient.consent_push, Recipient.attributes)
-                        .order_by(col(Recipient.id))).all()
+    rows = session.execute(_RECIPIENT_COLUMNS.order_by(col(Recipient.id))).all()
     return [RecipientRow(*row) for row in rows]
 
 
 def recipients_by_id(session: Session, ids: Sequence[str]) -> dict[str, RecipientRow]:
     found: dict[str, RecipientRow] = {}
     for chunk in _chunks(ids):
-        rows = session.exec(select(Recipient.id, Recipient.email, Recipient.timezone, Recipient.locale,
-                                   Recipient.consent_email, Recipient.consent_push, Recipient.attributes)
-                            .where(col(Recipient.id).in_(chunk))).all()
+        rows = session.execute(_RECIPIENT_COLUMNS.where(col(Recipient.id).in_(chunk))).all()
         found.update((row[0], RecipientRow(*row)) for row in rows)
     return found
 
@@ -141,10 +142,10 @@ def variant_outcomes(session: Session, campaign: str, goal_event: str) -> dict[s
 
     A goal event counts when it names the campaign and variant (tracked links and pixels do).
     """
-    sent = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(Event.message_id)))
+    sent = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(col(Event.message_id))))
                              .where(Event.campaign == campaign, Event.type == "sent")
                              .group_by(col(Event.variant))).all())
-    goals = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(Event.message_id)))
+    goals = dict(session.exec(select(Event.variant, sa.func.count(sa.distinct(col(Event.message_id))))
                               .where(Event.campaign == campaign, Event.type == goal_event)
                               .group_by(col(Event.variant))).all())
     return {str(v): (int(n), int(goals.get(v, 0))) for v, n in sent.items() if v is not None}
@@ -157,16 +158,15 @@ def suppressed_recipients(session: Session, recipients: Sequence[RecipientRow], 
     channels = ["all", channel]
     ids = [r.id for r in recipients]
     for chunk in _chunks(ids):
-        found.update(session.exec(select(Suppression.recipient_id)
-                                  .where(col(Suppression.recipient_id).in_(chunk),
-                                         col(Suppression.channel).in_(channels))).all())
+        found.update(r for r in session.exec(select(Suppression.recipient_id)
+                                             .where(col(Suppression.recipient_id).in_(chunk),
+                                                    col(Suppression.channel).in_(channels))).all() if r is not None)
     hashes = list(by_hash)
     for chunk in _chunks(hashes):
         found.update(by_hash[h] for h in session.exec(select(Suppression.address_hash)
                                                         .where(col(Suppression.address_hash).in_(chunk),
                                                                col(Suppression.channel).in_(channels))).all()
                      if h is not None)
-    found.discard(None)  # type: ignore[arg-type]
     return found
 
 

@@ -40,11 +40,11 @@ def utcnow() -> datetime:
 
 
 def _ts(**kwargs: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=UTCDateTime, **kwargs)
 
 
 def _json(**kwargs: Any) -> Any:
-    return Field(sa_type=sa.JSON, **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=sa.JSON, **kwargs)
 
 
 class Recipient(SQLModel, table=True):
@@ -69,7 +69,7 @@ class Device(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     recipient_id: str = Field(index=True, max_length=200)
     platform: str = Field(max_length=16)
-    token: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]
+    token: str = Field(sa_type=sa.Text)
     active: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -78,7 +78,7 @@ class Device(SQLModel, table=True):
 class ContentItem(SQLModel, table=True):
     """An item of a content pool (an article, a product); ``attributes`` are its other columns."""
 
-    __tablename__: ClassVar[str] = "content_item"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "content_item"
 
     id: str = Field(primary_key=True, max_length=200)
     pool: str = Field(index=True, max_length=100)
@@ -216,7 +216,7 @@ class Suppression(SQLModel, table=True):
 class ModelVersion(SQLModel, table=True):
     """A trained model, stored in the database so every worker on every machine can load it."""
 
-    __tablename__: ClassVar[str] = "model_version"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "model_version"
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(index=True, max_length=32)
@@ -224,5 +224,5 @@ class ModelVersion(SQLModel, table=True):
     version: str = Field(max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
     metrics: dict[str, Any] = _json(default_factory=dict)
-    artifact: bytes | None = Field(default=None, sa_type=sa.LargeBinary)  # type: ignore[call-overload]
+    artifact: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     promoted: bool = False

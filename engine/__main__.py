@@ -1,0 +1,5 @@
+"""``python -m engine`` is ``kairos``."""
+
+from engine.cli import main
+
+main()
