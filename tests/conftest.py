@@ -92,7 +92,7 @@ class SmtpServer:
     port: int
     messages: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content))
         return "250 OK"
@@ -129,9 +129,11 @@ class Project:
         """Run the real command line in a subprocess, in the project directory."""
         environment = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
         result = subprocess.run([sys.executable, "-m", "engine", *args, "--config", str(self.config)],
-                                cwd=self.path, capture_output=True, text=True, timeout=timeout, env=environment)
+                                check=False, cwd=self.path, capture_output=True, text=True, timeout=timeout,
+                                env=environment)
         if check and result.returncode != 0:
-            raise AssertionError(f"kairos {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"kairos {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
 
     def store(self) -> Store:

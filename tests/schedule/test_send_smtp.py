@@ -158,8 +158,8 @@ def test_send_resumes_an_interrupted_run_and_reports_the_batch_in_flight(project
 
 def test_send_fails_with_exit_1_when_the_smtp_server_is_down(project: Project) -> None:
     seed_project(project)
-    from tests.conftest import write_config
     from engine.dispatch.inbox import free_port
+    from tests.conftest import write_config
 
     write_config(project.config, project.db_url, free_port())
     result = project.kairos("send", "news", timeout=180)
