@@ -1,0 +1,155 @@
+"""The store on SQLite and PostgreSQL: the same code, the same guarantees."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import select
+
+from engine.errors import StoreError
+from engine.store import Event, Message, MessageState, Recipient, Store
+from engine.store import outbox, queries
+from engine.store.db import upsert
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def plan(store: Store, recipients: int, send_at: datetime = NOW) -> int:
+    with store.session() as session:
+        run = outbox.start_run(session, "c", "hash", "manual", NOW)
+        assert run.id is not None
+        outbox.insert_messages(session, [
+            {"run_id": run.id, "campaign": "c", "recipient_id": f"r{i:03d}", "state": MessageState.PLANNED,
+             "send_at": send_at + timedelta(seconds=i), "attempts": 0, "updated_at": NOW}
+            for i in range(recipients)])
+        return run.id
+
+
+def test_times_come_back_aware_in_utc_and_naive_ones_are_refused(store: Store) -> None:
+    madrid = timezone(timedelta(hours=1))
+    with store.session() as session:
+        session.add(Event(id="e1", recipient_id="r1", type="click", ts=datetime(2026, 11, 23, 13, 0, tzinfo=madrid)))
+    with store.session() as session:
+        event = session.get(Event, "e1")
+        assert event is not None
+        assert event.ts == NOW and event.ts.tzinfo is not None and event.ts.utcoffset() == timedelta(0)
+    with pytest.raises(StoreError), store.session() as session:
+        session.add(Event(id="e2", recipient_id="r1", type="click", ts=datetime(2026, 11, 23, 13, 0)))  # noqa: DTZ001
+    with store.session() as session:
+        assert session.get(Event, "e2") is None
+
+
+def test_upsert_is_idempotent_and_updates_in_place(store: Store) -> None:
+    rows = [{"id": "a", "email": "a@x.test", "timezone": "UTC", "attributes": {"plan": "pro"},
+             "created_at": NOW, "updated_at": NOW}]
+    with store.session() as session:
+        upsert(session, Recipient, rows, ["id"], ["email", "attributes", "updated_at"])
+        upsert(session, Recipient, rows, ["id"], ["email", "attributes", "updated_at"])
+    with store.session() as session:
+        upsert(session, Recipient, [{**rows[0], "attributes": {"plan": "free"}}], ["id"],
+               ["email", "attributes", "updated_at"])
+    with store.session() as session:
+        found = session.exec(select(Recipient)).all()
+    assert len(found) == 1 and found[0].attributes == {"plan": "free"}
+
+
+def test_a_recipient_is_planned_once_per_run(store: Store) -> None:
+    run_id = plan(store, 3)
+    with store.session() as session:
+        outbox.insert_messages(session, [{"run_id": run_id, "campaign": "c", "recipient_id": "r001",
+                                          "state": MessageState.PLANNED, "send_at": NOW, "attempts": 0,
+                                          "updated_at": NOW}])
+        assert len(outbox.run_messages(session, run_id)) == 3
+
+
+def test_claims_only_due_messages_oldest_first_and_never_twice(store: Store) -> None:
+    plan(store, 5)
+    with store.session() as session:
+        first = outbox.claim_due_messages(session, NOW + timedelta(seconds=2), 10, "w1")
+    assert [m.recipient_id for m in first] == ["r000", "r001", "r002"]
+    assert all(m.state == MessageState.CLAIMED and m.claimed_by == "w1" for m in first)
+    with store.session() as session:
+        second = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 10, "w2")
+    assert [m.recipient_id for m in second] == ["r003", "r004"]
+
+
+def test_concurrent_claimers_get_disjoint_batches(store: Store) -> None:
+    plan(store, 200)
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(4)
+
+    def claim(worker: str) -> None:
+        barrier.wait()
+        ids: list[str] = []
+        while True:
+            with store.session() as session:
+                batch = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 7, worker)
+            if not batch:
+                break
+            ids.extend(m.recipient_id for m in batch)
+        claimed[worker] = ids
+
+    threads = [threading.Thread(target=claim, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [rid for ids in claimed.values() for rid in ids]
+    assert len(every) == 200 and len(set(every)) == 200
+
+
+def test_recovery_releases_claimed_and_holds_in_flight_for_review(store: Store) -> None:
+    run_id = plan(store, 4)
+    with store.session() as session:
+        batch = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 3, "dead")
+        outbox.update_messages(session, [{"id": batch[0].id, "state": MessageState.SENDING},
+                                         {"id": batch[1].id, "state": MessageState.SENT}])
+    with store.session() as session:
+        recovery = outbox.recover_run(session, run_id, NOW)
+        states = {m.recipient_id: m.state for m in outbox.run_messages(session, run_id)}
+    assert recovery.released == 1 and recovery.review == [batch[0].id]
+    assert states == {"r000": MessageState.REVIEW, "r001": MessageState.SENT, "r002": MessageState.PLANNED,
+                      "r003": MessageState.PLANNED}
+    with store.session() as session:
+        assert not outbox.finish_run_if_done(session, run_id, NOW)
+        outbox.update_messages(session, [{"id": m.id, "state": MessageState.SENT}
+                                         for m in outbox.run_messages(session, run_id)
+                                         if m.state == MessageState.PLANNED])
+        assert outbox.finish_run_if_done(session, run_id, NOW)
+
+
+def test_suppression_by_recipient_and_by_hashed_address(store: Store) -> None:
+    rows = [queries.RecipientRow(f"r{i}", f"R{i}@Example.test", "UTC", None, True, True, {}) for i in range(3)]
+    with store.session() as session:
+        assert queries.add_suppression(session, reason="unsubscribe", recipient_id="r0")
+        assert not queries.add_suppression(session, reason="unsubscribe", recipient_id="r0")
+        queries.add_suppression(session, reason="erased", email="r1@example.TEST")
+        queries.add_suppression(session, reason="manual", recipient_id="r2", channel="push")
+    with store.session() as session:
+        assert queries.suppressed_recipients(session, rows, "email") == {"r0", "r1"}
+        assert queries.suppressed_recipients(session, rows, "push") == {"r0", "r1", "r2"}
+
+
+def test_a_message_with_several_items_counts_once(store: Store) -> None:
+    events = [
+        # one Kairos message with three slots
+        *({"id": f"m1.{s}", "recipient_id": "r1", "type": "sent", "ts": NOW, "item_id": f"i{s}", "message_id": 1}
+          for s in range(3)),
+        # imported history: two impressions of one message, then another message
+        {"id": "h1", "recipient_id": "r1", "type": "sent", "ts": NOW - timedelta(days=1), "campaign": "old",
+         "item_id": "i1"},
+        {"id": "h2", "recipient_id": "r1", "type": "sent", "ts": NOW - timedelta(days=1), "campaign": "old",
+         "item_id": "i2"},
+        {"id": "h3", "recipient_id": "r1", "type": "sent", "ts": NOW - timedelta(days=2), "campaign": "old",
+         "item_id": "i1"},
+        {"id": "c1", "recipient_id": "r1", "type": "click", "ts": NOW, "item_id": "i1", "message_id": 1},
+        {"id": "c2", "recipient_id": "r1", "type": "click", "ts": NOW, "item_id": "i2", "message_id": 1},
+    ]
+    with store.session() as session:
+        outbox.record_events(session, events)
+        outbox.record_events(session, events)  # idempotent
+    with store.session() as session:
+        counts = queries.recipient_event_counts(session, ["sent", "click"], NOW - timedelta(days=7))
+    assert counts == {("r1", "sent"): 3, ("r1", "click"): 2}
