@@ -6,8 +6,9 @@ or the environment. Every key of config.toml has an environment override named a
 Secrets are never written in the file: the file names the variable that holds them
 (``tracking.secret_env``, ``email.password_env``, ``tracking.api_key_env``).
 
-Relative paths (and a relative SQLite file) are resolved against the directory of the config
-file, or the working directory when there is none.
+Relative paths (and a relative SQLite file) are resolved against the working directory, like
+every path given on the command line: ``kairos send x --config ops/prod.toml`` run from a project
+root finds that root's ``campaigns/`` and ``templates/``.
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
                 line = document.line_of(section) if document is not None else None
                 raise ConfigError(source, section, "missing " + ", ".join(missing), line=line)
 
-    base = source.parent if source is not None else Path.cwd()
+    base = Path.cwd()
 
     def resolve(value: str | Path) -> Path:
         path = Path(value).expanduser()

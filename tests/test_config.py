@@ -17,7 +17,9 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert settings.tracking.secret is None
 
 
-def test_file_values_relative_paths_and_secrets_from_the_environment(tmp_path: Path) -> None:
+def test_file_values_relative_paths_and_secrets_from_the_environment(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     config = tmp_path / "conf" / "config.toml"
     config.parent.mkdir()
     config.write_text("""
@@ -38,12 +40,13 @@ private_key_file = "dkim/k1.pem"
 templates = "../tpl"
 """)
     settings = Settings.load(config, environ={"SMTP_PASS": "hunter2", "KAIROS_SECRET": "s3cret"})
-    assert settings.database_url == f"sqlite:///{config.parent / 'data/k.db'}"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data/k.db'}"
     assert settings.email.port == 2600 and settings.email.max_connections == 4
     assert settings.email.password == "hunter2"
     assert settings.tracking.secret == b"s3cret"
-    assert settings.email.dkim is not None and settings.email.dkim.private_key_file == config.parent / "dkim/k1.pem"
-    assert settings.paths.templates == config.parent / "../tpl"
+    # relative to the working directory, not to the config file
+    assert settings.email.dkim is not None and settings.email.dkim.private_key_file == tmp_path / "dkim/k1.pem"
+    assert settings.paths.templates == tmp_path / "../tpl"
     assert "hunter2" not in repr(settings)
 
 

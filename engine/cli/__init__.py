@@ -12,7 +12,6 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 from rich.console import Console
 
@@ -35,17 +34,8 @@ def main() -> None:
     from engine.cli import campaigns, data, demo  # noqa: F401  (register the commands)
 
     try:
-        # Without standalone mode click returns (rather than raises) the code of typer.Exit.
-        code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        # Standalone mode: typer reports its own usage errors (exit 2) and honours typer.Exit.
+        app()
     except KairosError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)

@@ -9,8 +9,7 @@ import pytest
 from sqlmodel import select
 
 from engine.errors import StoreError
-from engine.store import Event, Message, MessageState, Recipient, Store
-from engine.store import outbox, queries
+from engine.store import Event, MessageState, Recipient, Store, outbox, queries
 from engine.store.db import upsert
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -36,7 +35,7 @@ def test_times_come_back_aware_in_utc_and_naive_ones_are_refused(store: Store) -
         assert event is not None
         assert event.ts == NOW and event.ts.tzinfo is not None and event.ts.utcoffset() == timedelta(0)
     with pytest.raises(StoreError), store.session() as session:
-        session.add(Event(id="e2", recipient_id="r1", type="click", ts=datetime(2026, 11, 23, 13, 0)))  # noqa: DTZ001
+        session.add(Event(id="e2", recipient_id="r1", type="click", ts=datetime(2026, 11, 23, 13, 0)))
     with store.session() as session:
         assert session.get(Event, "e2") is None
 
