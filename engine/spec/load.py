@@ -16,10 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from apscheduler.triggers.cron import CronTrigger
 
 from engine.errors import SpecError
 from engine.sourcemap import Document, load_document
+from engine.spec.cron import cron_trigger
 from engine.spec.model import (
     BUILTIN_GOALS,
     NOT_GOALS,
@@ -156,7 +156,7 @@ def _cron(value: Any) -> str:
     if not isinstance(value, str) or len(value.split()) != 5:
         raise ValueError("a 5-field cron expression such as '0 9 * * MON'")
     try:
-        CronTrigger.from_crontab(value, timezone=UTC)
+        cron_trigger(value, UTC)
     except ValueError as exc:
         raise ValueError(f"a valid 5-field cron expression ({exc})") from None
     return value
