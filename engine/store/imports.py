@@ -41,7 +41,9 @@ class ImportResult:
     written: int
 
 
-class _RowError(ValueError):
+class RowError(ValueError):
+    """One value of one row is invalid; ``column`` names it."""
+
     def __init__(self, column: str, problem: str) -> None:
         self.column = column
         super().__init__(problem)
@@ -91,13 +93,13 @@ def _text(row: dict[str, Any], column: str, *, required: bool = False, limit: in
     value = row.get(column)
     if value is None:
         if required:
-            raise _RowError(column, "missing; this column is required")
+            raise RowError(column, "missing; this column is required")
         return None
     if not isinstance(value, str | int):
-        raise _RowError(column, f"expected text, got {value!r}")
+        raise RowError(column, f"expected text, got {value!r}")
     text = str(value).strip()
     if len(text) > limit:
-        raise _RowError(column, f"longer than {limit} characters")
+        raise RowError(column, f"longer than {limit} characters")
     return text
 
 
@@ -109,22 +111,22 @@ def _boolean(row: dict[str, Any], column: str, default: bool) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
         return value.strip().lower() in ("true", "1", "yes")
-    raise _RowError(column, f"expected true or false, got {value!r}")
+    raise RowError(column, f"expected true or false, got {value!r}")
 
 
 def _instant(row: dict[str, Any], column: str, *, required: bool) -> datetime | None:
     value = row.get(column)
     if value is None:
         if required:
-            raise _RowError(column, "missing; expected an ISO 8601 time with an offset")
+            raise RowError(column, "missing; expected an ISO 8601 time with an offset")
         return None
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise _RowError(column, f"expected an ISO 8601 time such as 2026-11-01T09:00:00+00:00, got {value!r}") \
+        raise RowError(column, f"expected an ISO 8601 time such as 2026-11-01T09:00:00+00:00, got {value!r}") \
             from None
     if moment.tzinfo is None:
-        raise _RowError(column, f"{value!r} has no UTC offset; add one, e.g. +00:00 or Z")
+        raise RowError(column, f"{value!r} has no UTC offset; add one, e.g. +00:00 or Z")
     return moment.astimezone(UTC)
 
 
@@ -137,7 +139,7 @@ def _number(row: dict[str, Any], column: str, kind: Callable[[Any], Any]) -> Any
             raise ValueError
         return kind(value)
     except (TypeError, ValueError):
-        raise _RowError(column, f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}") \
+        raise RowError(column, f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}") \
             from None
 
 
@@ -162,7 +164,7 @@ def _attributes(row: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
         if column in known:
             continue
         if not _ATTRIBUTE.match(column):
-            raise _RowError(column, "attribute names start with a letter and hold letters, digits and '_'")
+            raise RowError(column, "attribute names start with a letter and hold letters, digits and '_'")
         attributes[column] = _typed(value)
     return attributes
 
@@ -175,12 +177,12 @@ RECIPIENT_COLUMNS = ("id", "email", "timezone", "locale", "consent_email", "cons
 def _recipient(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     email = _text(row, "email", limit=320)
     if email is not None and not _EMAIL.match(email):
-        raise _RowError("email", f"not an email address: {email!r}")
+        raise RowError("email", f"not an email address: {email!r}")
     zone = _text(row, "timezone", limit=64) or "UTC"
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _RowError("timezone", f"not an IANA time zone: {zone!r} (e.g. Europe/Madrid)") from None
+        raise RowError("timezone", f"not an IANA time zone: {zone!r} (e.g. Europe/Madrid)") from None
     return {
         "id": _text(row, "id", required=True),
         "email": email.lower() if email else None,
@@ -197,10 +199,10 @@ def _recipient(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _device(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     platform = _text(row, "platform", required=True)
     if platform not in PLATFORMS:
-        raise _RowError("platform", f"expected one of {', '.join(PLATFORMS)}, got {platform!r}")
+        raise RowError("platform", f"expected one of {', '.join(PLATFORMS)}, got {platform!r}")
     token = row.get("token")
     if token is None:
-        raise _RowError("token", "missing; this column is required")
+        raise RowError("token", "missing; this column is required")
     if platform == "webpush":
         subscription = token if isinstance(token, dict) else None
         if isinstance(token, str):
@@ -211,11 +213,11 @@ def _device(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         keys = subscription.get("keys") if isinstance(subscription, dict) else None
         if not (isinstance(subscription, dict) and isinstance(subscription.get("endpoint"), str)
                 and isinstance(keys, dict) and {"p256dh", "auth"} <= set(keys)):
-            raise _RowError("token", "a Web Push token is the subscription JSON: "
+            raise RowError("token", "a Web Push token is the subscription JSON: "
                             '{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}')
         token = json.dumps(subscription, sort_keys=True, separators=(",", ":"))
     elif not isinstance(token, str) or not token.strip() or len(token) > 4096:
-        raise _RowError("token", "expected the device token (non-empty text)")
+        raise RowError("token", "expected the device token (non-empty text)")
     return {"recipient_id": _text(row, "recipient_id", required=True), "platform": platform,
             "token": token.strip(), "active": True, "created_at": now, "updated_at": now}
 
@@ -227,10 +229,10 @@ def _content(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     url = _text(row, "url", required=True, limit=2000) or ""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _RowError("url", f"expected an http(s) URL, got {url!r}")
+        raise RowError("url", f"expected an http(s) URL, got {url!r}")
     pool = _text(row, "pool", required=True) or ""
     if not re.match(r"^[a-z0-9][a-z0-9_-]{0,99}$", pool):
-        raise _RowError("pool", "a pool name is lowercase letters, digits, '-' and '_'")
+        raise RowError("pool", "a pool name is lowercase letters, digits, '-' and '_'")
     return {
         "id": _text(row, "id", required=True),
         "pool": pool,
@@ -256,20 +258,20 @@ def event_id(recipient_id: str, kind: str, ts: datetime, item_id: str | None) ->
 def _event(row: dict[str, Any], _now: datetime) -> dict[str, Any]:
     unknown = [c for c in row if c not in EVENT_COLUMNS]
     if unknown:
-        raise _RowError(unknown[0], "unknown column; events take " + ", ".join(EVENT_COLUMNS))
+        raise RowError(unknown[0], "unknown column; events take " + ", ".join(EVENT_COLUMNS))
     kind = _text(row, "type", required=True) or ""
     if not _EVENT_TYPE.match(kind):
-        raise _RowError("type", f"an event type is lowercase letters, digits, '_', '.', '-', got {kind!r}")
+        raise RowError("type", f"an event type is lowercase letters, digits, '_', '.', '-', got {kind!r}")
     recipient_id = _text(row, "recipient_id", required=True) or ""
     ts = _instant(row, "ts", required=True)
     assert ts is not None
     item_id = _text(row, "item_id")
     propensity = _number(row, "propensity", float)
     if propensity is not None and not 0 < propensity <= 1:
-        raise _RowError("propensity", f"a probability in (0, 1], got {propensity!r}")
+        raise RowError("propensity", f"a probability in (0, 1], got {propensity!r}")
     position = _number(row, "position", int)
     if position is not None and position < 0:
-        raise _RowError("position", "expected a position of 0 or more")
+        raise RowError("position", "expected a position of 0 or more")
     return {
         "id": _text(row, "id") or event_id(recipient_id, kind, ts, item_id),
         "recipient_id": recipient_id,
@@ -283,6 +285,11 @@ def _event(row: dict[str, Any], _now: datetime) -> dict[str, Any]:
         "propensity": propensity,
         "value": _number(row, "value", float),
     }
+
+
+def parse_event(row: dict[str, Any]) -> dict[str, Any]:
+    """Validate one event, from an import file or the ingest API; raises :class:`RowError`."""
+    return _event({k: v for k, v in row.items() if v not in ("", None)}, utcnow())
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any], datetime], dict[str, Any]]] = {
@@ -301,7 +308,7 @@ def parse_file(kind: str, path: Path, now: datetime | None = None) -> list[dict[
     for line, row in read_rows(path):
         try:
             parsed = parse(row, moment)
-        except _RowError as exc:
+        except RowError as exc:
             raise DataError(path, exc.column, str(exc), line=line) from None
         key = (parsed["platform"], parsed["token"]) if kind == "devices" else parsed["id"]
         if key in keys and kind != "events":

@@ -1,1 +1,1 @@
-"""track"""
+"""Tracking: the HTTP side of Kairos (ingest, clicks, opens, unsubscribes, previews)."""
