@@ -80,15 +80,17 @@ def fold(name: str, value: str) -> str:
 def address_header(address: str) -> str:
     """A From/To value; a non-ASCII display name is encoded, the address is checked."""
     name, mailbox = parseaddr(address)
-    if not mailbox or "@" not in mailbox or not mailbox.isascii() or any(c.isspace() for c in mailbox):
+    unsafe = any(ord(char) < 32 for char in address) or any(char.isspace() for char in mailbox)
+    if unsafe or "@" not in mailbox or not mailbox.isascii():
         raise RenderError(None, "address", f"not a deliverable address: {address!r}")
     return formataddr((name, mailbox), charset="utf-8") if name else mailbox
 
 
 def _quoted_printable(text: str) -> bytes:
-    data = text.replace("\r\n", "\n").replace("\n", CRLF).encode()
-    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
+    text = text.replace("\r\n", "\n").replace("\n", CRLF)
+    # b2a_qp writes its soft line breaks in the style of the first line end it meets: make it CRLF.
+    data = (text if text.endswith(CRLF) else text + CRLF).encode()
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
 
 
 @dataclass(frozen=True)
@@ -127,14 +129,15 @@ def build_email(*, from_header: str, to: str, subject: str, text: str, html: str
     if html is None:
         headers += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Transfer-Encoding", "quoted-printable")]
         return BuiltEmail(tuple(headers), text_part)
-    boundary = "=_k" + hashlib.sha1(header_message_id.encode(), usedforsecurity=False).hexdigest()[:28]
+    boundary = "=_k" + hashlib.sha1(header_message_id.encode(), usedforsecurity=False).hexdigest()[:24]
     headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+    # The CRLF before a delimiter belongs to the delimiter (RFC 2046), hence the extra one after each part.
     delimiter = f"--{boundary}\r\n".encode()
     body = b"".join((
         delimiter, b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-        text_part,
+        text_part, b"\r\n",
         delimiter, b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-        _quoted_printable(html),
+        _quoted_printable(html), b"\r\n",
         f"--{boundary}--\r\n".encode(),
     ))
     return BuiltEmail(tuple(headers), body)
