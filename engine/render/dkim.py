@@ -30,7 +30,7 @@ SIGNED_HEADERS = ("from", "to", "subject", "date", "message-id", "list-unsubscri
                   "list-id", "feedback-id", "mime-version", "content-type")
 HEADER_NAME = "DKIM-Signature"
 MIN_RSA_BITS = 2048
-_WSP = re.compile(rb"[ \t]+")
+_WSP = re.compile(rb"\t[ \t]*| [ \t]+")  # only runs that change: a single space stays as it is
 _WSP_BEFORE_CRLF = re.compile(rb"[ \t]+\r\n")
 
 
