@@ -91,9 +91,12 @@ def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.
     """The pump's context from settings: policy, templates, the email composer and the transport.
 
     :raises ConfigError: when the tracking secret is not set, or the DKIM key cannot be used.
+    :raises RenderError: when a variant's template does not compile (syntax, or refused by the sandbox).
     """
     templates = TemplateSet(settings.paths.templates)
     composer = EmailComposer.from_settings(settings, spec, templates)
+    for variant in spec.variants:  # a template that cannot compile is bad input: refuse before planning
+        templates.compile(spec, variant)
     return SendContext(
         store=store, spec=spec, policy=Policy(spec, rng), templates=templates,
         transport=email_transport(settings.email, settings.paths), from_address=settings.email.from_address,

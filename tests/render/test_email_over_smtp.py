@@ -165,3 +165,36 @@ def test_a_bad_dkim_key_file_is_bad_input_naming_file_and_field(project: Project
     with project.store().session() as session:
         assert session.exec(select(Run)).all() == []
     assert smtp_server.messages == []
+
+
+def test_a_template_that_does_not_compile_stops_the_send_before_anything_is_stored(project: Project,
+                                                                                   smtp_server: SmtpServer) -> None:
+    seed_project(project)
+    project.write("templates/digest.txt", """
+        Hello
+        {% for item in items %}{{ item.title }
+    """)
+    result = project.kairos("send", "news")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{project.path / 'templates' / 'digest.txt'}:2: " in result.stderr
+    assert "Traceback" not in result.stderr
+    with project.store().session() as session:
+        assert session.exec(select(Run)).all() == []
+    assert smtp_server.messages == []
+
+
+def test_a_template_failing_for_one_recipient_fails_that_message_only(project: Project,
+                                                                      smtp_server: SmtpServer) -> None:
+    seed_project(project)
+    project.write("templates/digest.txt", """
+        Hello {{ recipient.attributes.first_name }}
+        {% if recipient.id == "r5" %}{{ recipient.attributes.nickname }}{% endif %}
+    """)
+    result = project.kairos("send", "news", "--seed", "3")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{project.path / 'templates' / 'digest.txt'}:2: undefined value" in result.stderr
+    with project.store().session() as session:
+        states = {m.recipient_id: (m.state, m.last_error) for m in session.exec(select(Message)).all()}
+    assert states["r5"][0] == MessageState.FAILED and "nickname" in (states["r5"][1] or "")
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+        f"{r}@example.test" for r in ("r1", "r2", "r8", "r10", "r11", "r7"))
