@@ -6,8 +6,8 @@ lookup with an *undefined* value that a template can still test (``x.__class__ i
 
 - before a template is compiled, its tokens are scanned: a name or attribute starting with ``_``
   (``__class__``, ``__mro__``, ``__subclasses__``, ``__globals__``, ``__builtins__`` ...), the
-  attributes of frames, code and generators, and ``attr('__...')`` or ``x['__...']`` lookups
-  refuse the template with its line, so it never executes;
+  attributes of frames, code and generators, ``attr('_...')`` or ``x['_...']`` lookups and any
+  ``'__...'`` string refuse the template with its line, so it never executes;
 - at render time, any lookup that reaches into a module, a class, a function or another Python
   internal, or that would mutate data (the immutable sandbox), raises at once instead of
   yielding an undefined value.
@@ -64,7 +64,7 @@ class RefuseInternals(Extension):
         if token.type == "string" and isinstance(value, str) and value.startswith("_"):
             subscript = bool(previous) and previous[-1].type == "lbracket"
             attr_filter = len(previous) >= 2 and previous[-1].type == "lparen" and previous[-2].value == "attr"
-            if subscript or attr_filter:
+            if subscript or attr_filter or value.startswith("__"):  # map(attribute='__class__') and the like
                 raise SandboxViolation(f"refused by the sandbox: {value!r} reaches into Python internals",
                                        token.lineno, stream.name, stream.filename)
 

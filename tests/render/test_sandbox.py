@@ -20,6 +20,8 @@ ATTACKS = [
     "{{ recipient | attr('__class__') }}",
     "{{ range.mro() }}",
     "{{ joiner.__init__.__globals__ }}",
+    "{{ items | map(attribute='__class__') | list }}",
+    "{% set x = namespace(a=recipient) %}{{ x.a._TemplateReference__context }}",
 ]
 RUNTIME_ATTACKS = [
     "{{ recipient | attr('__cla' ~ 'ss__') }}",       # built at run time: refused by the sandbox itself

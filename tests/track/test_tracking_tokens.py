@@ -105,3 +105,12 @@ def test_tokens_cannot_be_enumerated_from_sequential_message_numbers() -> None:
                                    sign_token(b"x", TrackingToken(TokenKind.OPEN, 50, "r50")).partition(".")[0])
     assert verify_token(key, candidate) is None
     assert verify_token(key, tokens[10]) == TrackingToken(TokenKind.OPEN, 10, "r10")
+
+
+def test_a_valid_open_pixel_answers_a_gif_and_records_the_open(store: Store) -> None:
+    token = sign_token(token_key(SECRET), TrackingToken(TokenKind.OPEN, 7, "r1"))
+    with serving(tracking_app(store, SECRET, lambda: NOW)) as base:
+        response = httpx.get(f"{base}/o/{token}")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    assert response.content.startswith(b"GIF89a")
+    assert [(e.type, e.recipient_id, e.message_id) for e in events(store)] == [("open", "r1", 7)]
