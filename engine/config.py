@@ -46,6 +46,8 @@ class EmailSettings:
     max_connections: int = 20
     timeout: float = 30.0
     dkim: DkimSettings | None = None
+    return_path: str | None = None
+    unsubscribe_mailto: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,14 @@ def _http_url(value: Any) -> str:
     return url
 
 
+def _mailbox(value: Any) -> str:
+    address = _str(value).strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or not address.isascii() or any(c in address for c in " <>\"+"):
+        raise ValueError("a plain mailbox such as bounces@example.com (no name, no '+')")
+    return address
+
+
 def _env_name(value: Any) -> str:
     name = _str(value)
     if not name.replace("_", "").isalnum():
@@ -214,6 +224,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "password_env": _env_name,
         "max_connections": _positive_int,
         "timeout": _float,
+        "return_path": _mailbox,
+        "unsubscribe_mailto": _mailbox,
     },
     "email.dkim": {"domain": _str, "selector": _str, "private_key_file": _str},
     "tracking": {"base_url": _http_url, "secret_env": _env_name, "api_key_env": _env_name},
@@ -322,6 +334,8 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             timeout=email.get("timeout", 30.0),
             dkim=DkimSettings(dkim["domain"], dkim["selector"], resolve(dkim["private_key_file"]))
             if dkim else None,
+            return_path=email.get("return_path"),
+            unsubscribe_mailto=email.get("unsubscribe_mailto"),
         ),
         tracking=TrackingSettings(
             base_url=tracking.get("base_url", TrackingSettings.base_url),

@@ -27,6 +27,7 @@ from engine.dispatch.inbox import free_port
 from engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_SECRET = "kairos-test-secret"  # signs tracked links, unsubscribe URLs and VERP addresses in tests
 POSTGRES_URL = os.environ.get("KAIROS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -128,7 +129,8 @@ class Project:
     def kairos(self, *args: str, check: bool = False, timeout: float = 120,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real command line in a subprocess, in the project directory."""
-        environment = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "KAIROS_SECRET": TEST_SECRET,
+                       **(env or {})}
         result = subprocess.run([sys.executable, "-m", "engine", *args, "--config", str(self.config)],
                                 check=False, cwd=self.path, capture_output=True, text=True, timeout=timeout,
                                 env=environment)

@@ -31,7 +31,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def main() -> None:
     """Entry point of the ``kairos`` console script."""
-    from engine.cli import campaigns, data, demo, serve  # noqa: F401  (register the commands)
+    from engine.cli import campaigns, data, demo, preview, serve  # noqa: F401  (register the commands)
 
     try:
         # Standalone mode: typer reports its own usage errors (exit 2) and honours typer.Exit.

@@ -15,10 +15,14 @@ from engine.cli.common import ConfigOption, SeedOption, existing_store, load_set
 from engine.config import Settings
 from engine.decide import Decision, Policy
 from engine.errors import KairosError, SpecError
+from engine.render.compose import EmailComposer
+from engine.render.samples import compose_samples, load_samples
+from engine.render.templates import TemplateSet
 from engine.schedule.planning import PlannedMember, plan_members, require_content
 from engine.schedule.send import SendReport, build_context, send_campaign
 from engine.spec import campaign_files, find_campaign, load_campaign
 from engine.spec.model import CampaignSpec
+from engine.store import Store
 
 CampaignArgument = Annotated[str, typer.Argument(help="a campaign file, or the name of one in [paths] campaigns")]
 
@@ -45,16 +49,36 @@ def validate(
             spec = load_campaign(path, settings.paths.templates)
             if store is not None:
                 require_content(store, spec, now())
+            rendered = render_every_variant(settings, spec, store)
         except KairosError as exc:
             invalid += 1
             err.print(f"error: {exc}", markup=False)
             continue
+        if rendered is None:
+            invalid += 1
+            continue
         note = "" if store is not None else " (content pool not checked: no database yet)"
-        out.print(f"ok  {path}  {spec.name}: goal {spec.goal}, {len(spec.variants)} variant(s){note}",
-                  markup=False)
+        out.print(f"ok  {path}  {spec.name}: goal {spec.goal}, {len(spec.variants)} variant(s){note}; "
+                  f"{rendered}", markup=False)
     if invalid:
         err.print(f"{invalid} of {len(paths)} campaign file(s) invalid")
         raise typer.Exit(2)
+
+
+def render_every_variant(settings: Settings, spec: CampaignSpec, store: Store | None) -> str | None:
+    """Render every variant of ``spec`` for sample recipients, printing each template error (with
+    its file and line) and warning; a summary when all rendered, None when any failed."""
+    composer = EmailComposer.from_settings(settings, spec, TemplateSet(settings.paths.templates),
+                                           secret=settings.tracking.secret or b"validate: links are not used")
+    check = compose_samples(composer, load_samples(store, spec, now()), now())
+    for warning in check.warnings:
+        err.print(f"warning: {spec.source}: {warning}", markup=False)
+    for error in dict.fromkeys(str(e) for e in check.errors):
+        err.print(f"error: {error}", markup=False)
+    if check.errors:
+        return None
+    return (f"every variant rendered for {len(check.samples.recipients)} sample recipient(s) from "
+            f"{check.samples.source}")
 
 
 def _plan_row(entry: PlannedMember, decision: Decision | None, candidates: bool) -> dict[str, Any]:

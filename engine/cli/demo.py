@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -31,11 +32,19 @@ from engine.store import ContentItem, Message, MessageState, Store
 
 
 def demo_settings(settings: Settings, directory: Path) -> Settings:
-    """The user's paths for campaigns and templates; the demo's own database and inbox."""
+    """The user's paths for campaigns and templates; the demo's own database and inbox.
+
+    Without a tracking secret in the environment the demo signs its links with a throwaway one,
+    made for this run only (the links in its inbox cannot be verified after it).
+    """
+    tracking = settings.tracking
+    if tracking.secret is None:
+        tracking = dataclasses.replace(tracking, secret=secrets.token_bytes(32))
     return dataclasses.replace(
         settings,
         database_url=f"sqlite:///{directory / 'demo.db'}",
         email=EmailSettings(transport="inbox", from_address=settings.email.from_address),
+        tracking=tracking,
         paths=dataclasses.replace(settings.paths, inbox=directory / "inbox"),
     )
 
@@ -60,7 +69,11 @@ def demo(
     kairos demo --recipients 5000
     """
     started = time.perf_counter()
-    settings = demo_settings(load_settings(config), directory)
+    loaded = load_settings(config)
+    settings = demo_settings(loaded, directory)
+    if loaded.tracking.secret is None:
+        out.print(f"${loaded.tracking.secret_env} is not set: tracked links and unsubscribe URLs are signed with "
+                  "an ephemeral secret made for this run only")
     specs: list[CampaignSpec] = [load_campaign(p, settings.paths.templates)
                                  for p in campaign_files(settings.paths.campaigns)]
     if not specs:

@@ -12,13 +12,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 from engine.decide import Decision, Policy
 from engine.dispatch.base import Envelope, Transport
 from engine.errors import DispatchError, RenderError
-from engine.render.mime import build_email, message_id, sender_domain
+from engine.render.compose import EmailComposer
+from engine.render.mime import message_id, sender_domain
 from engine.render.templates import TemplateSet
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
@@ -40,6 +40,7 @@ class SendContext:
     transport: Transport
     from_address: str
     clock: Callable[[], datetime]
+    composer: EmailComposer
     worker: str = "kairos"
     batch_size: int = 500
 
@@ -145,13 +146,14 @@ def template_context(spec: CampaignSpec, recipient: RecipientRow, decision: Deci
 
 def _envelope(ctx: SendContext, message: Message, recipient: RecipientRow, decision: Decision,
               items: dict[str, Any], header_id: str, now: datetime) -> Envelope:
+    """Render, track, build and sign the message: VERP sender, List-Unsubscribe, DKIM (engine.render.compose)."""
     assert message.id is not None and recipient.email is not None
-    variant = ctx.spec.variant(decision.variant)
-    rendered = ctx.templates.render_email(variant, template_context(ctx.spec, recipient, decision, items))
-    data = build_email(rendered, from_address=ctx.from_address, to=recipient.email,
-                       header_message_id=header_id, date=now)
-    return Envelope(key=message.id, sender=parseaddr(ctx.from_address)[1], recipients=(recipient.email,),
-                    data=data)
+    context = template_context(ctx.spec, recipient, decision, items)
+    composed = ctx.composer.compose(
+        message_key=message.id, recipient_id=recipient.id, to=recipient.email, variant=decision.variant,
+        context=context, item_urls={item["url"]: item["id"] for item in context["items"]},
+        header_message_id=header_id, date=now)
+    return Envelope(key=message.id, sender=composed.sender, recipients=(recipient.email,), data=composed.data)
 
 
 def _decision_log(message: Message, decision: Decision) -> dict[str, Any]:

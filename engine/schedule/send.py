@@ -14,6 +14,7 @@ from sqlmodel import col
 from engine.config import Settings
 from engine.decide import Policy
 from engine.dispatch import email_transport
+from engine.render.compose import EmailComposer
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import plan_run
 from engine.schedule.pump import BatchOutcome, SendContext, send_batch
@@ -87,9 +88,17 @@ async def pump_run(ctx: SendContext, report: SendReport) -> None:
 
 def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.random.Generator,
                   clock: Callable[[], datetime], worker: str = "kairos") -> SendContext:
-    """The pump's context from settings: policy, templates and the configured email transport."""
+    """The pump's context from settings: policy, templates, the email composer and the transport.
+
+    :raises ConfigError: when the tracking secret is not set, or the DKIM key cannot be used.
+    :raises RenderError: when a variant's template does not compile (syntax, or refused by the sandbox).
+    """
+    templates = TemplateSet(settings.paths.templates)
+    composer = EmailComposer.from_settings(settings, spec, templates)
+    for variant in spec.variants:  # a template that cannot compile is bad input: refuse before planning
+        templates.compile(spec, variant)
     return SendContext(
-        store=store, spec=spec, policy=Policy(spec, rng), templates=TemplateSet(settings.paths.templates),
+        store=store, spec=spec, policy=Policy(spec, rng), templates=templates,
         transport=email_transport(settings.email, settings.paths), from_address=settings.email.from_address,
-        clock=clock, worker=worker, batch_size=settings.sending.batch_size,
+        clock=clock, composer=composer, worker=worker, batch_size=settings.sending.batch_size,
     )

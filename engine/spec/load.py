@@ -48,7 +48,7 @@ SUPPORTED_BANDITS = ("thompson", "none")
 TEMPLATE_SUFFIXES = (".html", ".txt")
 
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "campaign": ("name", "goal", "goal_window", "description"),
+    "campaign": ("name", "goal", "goal_window", "description", "utm", "track"),
     "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time"),
     "audience": ("where", "holdout", "frequency_cap"),
     "content": ("pool", "where", "items", "diversity"),
@@ -242,6 +242,7 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
     goal_window = read.typed("campaign.goal_window", campaign.get("goal_window", "48h"), _positive_duration)
     description = read.typed("campaign.description", campaign["description"], _string) \
         if "description" in campaign else ""
+    track = read.table("campaign.track", campaign.get("track", {}), ("clicks", "opens"))
 
     return CampaignSpec(
         name=name,
@@ -256,8 +257,33 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
         source=path,
         spec_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
         description=description,
+        utm=_utm(read, campaign.get("utm", True), name),
+        track_clicks=read.typed("campaign.track.clicks", track.get("clicks", True), _boolean),
+        track_opens=read.typed("campaign.track.opens", track.get("opens", True), _boolean),
         lines=dict(document.lines),
     )
+
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+
+
+def _utm(read: _Reader, value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    """UTM parameters for every tracked link: defaults, overridden by ``utm = { ... }``, none with ``false``."""
+    if value is False:
+        return ()
+    if value is True:
+        value = {}
+    table = read.table("campaign.utm", value, UTM_KEYS)
+    merged = {"source": "kairos", "medium": "email", "campaign": name}
+    for key, text in table.items():
+        merged[key] = read.typed(f"campaign.utm.{key}", text, _string)
+    return tuple((f"utm_{key}", merged[key]) for key in UTM_KEYS if key in merged)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("true or false")
+    return value
 
 
 def _schedule(read: _Reader, value: Any) -> Schedule:

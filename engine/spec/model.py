@@ -103,6 +103,9 @@ class CampaignSpec:
     source: Path
     spec_hash: str
     description: str = ""
+    utm: tuple[tuple[str, str], ...] = ()
+    track_clicks: bool = True
+    track_opens: bool = True
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -52,6 +52,13 @@ def all_recipients(session: Session) -> list[RecipientRow]:
     return [RecipientRow(*row) for row in rows]
 
 
+def first_recipients(session: Session, limit: int) -> list[RecipientRow]:
+    """The first ``limit`` recipients with an email address, in id order (samples for previews)."""
+    rows = session.execute(_RECIPIENT_COLUMNS.where(col(Recipient.email).is_not(None))
+                           .order_by(col(Recipient.id)).limit(limit)).all()
+    return [RecipientRow(*row) for row in rows]
+
+
 def recipients_by_id(session: Session, ids: Sequence[str]) -> dict[str, RecipientRow]:
     found: dict[str, RecipientRow] = {}
     for chunk in _chunks(ids):

@@ -1,1 +1,1 @@
-"""Tracking: the HTTP side of Kairos (ingest, clicks, opens, unsubscribes, previews)."""
+"""Tracking: the HTTP side of Kairos: event ingest, clicks, opens, one-click unsubscribes, previews."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from sqlmodel import select
 
+from engine.render.tokens import token_key, verify_token
 from engine.store import Event, Message, MessageState, Run, RunState
 from engine.store.queries import add_suppression
-from tests.conftest import Project, SmtpServer
+from tests.conftest import TEST_SECRET, Project, SmtpServer
 
 TOPICS = ["sports", "tech", "food"]
 
@@ -74,6 +76,13 @@ def text_part(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
+def tracked_destinations(text: str) -> list[str]:
+    """Where the tracked links of ``text`` lead (tokens signed with the test secret)."""
+    key = token_key(TEST_SECRET.encode())
+    tokens = [verify_token(key, token) for token in re.findall(r"/c/([\w.-]+)", text)]
+    return [token.url for token in tokens if token is not None]
+
+
 def test_send_delivers_one_personalized_message_per_eligible_recipient(project: Project,
                                                                        smtp_server: SmtpServer) -> None:
     seed_project(project)
@@ -109,9 +118,10 @@ def test_send_delivers_one_personalized_message_per_eligible_recipient(project: 
         chosen = [item["id"] for item in decision["items"]]
         assert len(chosen) == 2
         body = text_part(parsed)
+        destinations = tracked_destinations(body)
         for item_id in chosen:
             assert titles[item_id] in body
-            assert f"https://news.example.test/{item_id[1:]}" in body
+            assert any(url.startswith(f"https://news.example.test/{item_id[1:]}?utm_") for url in destinations)
         # Personalization: the first pick is from the topic the recipient clicked before.
         expected_topic = "Food" if recipient in ("r5", "r8") else "Sports"
         assert titles[chosen[0]].startswith(expected_topic)
