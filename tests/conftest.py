@@ -196,3 +196,12 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def with_secret(secret: bytes) -> Any:
+    """Default settings whose tracking secret is ``secret`` (for the tracking app in tests)."""
+    import dataclasses
+
+    from engine.config import Settings, TrackingSettings
+
+    return dataclasses.replace(Settings(), tracking=TrackingSettings(secret=secret))

@@ -1,14 +1,18 @@
 """The tracking server: an ASGI app (Starlette) that turns HTTP requests into events.
 
 Routes: ``GET /health``; ``POST /events`` (the ingest API, needs the API key as
-``Authorization: Bearer <key>``). Writes from concurrent requests are grouped into few
-transactions by a :class:`BatchWriter`; a request is answered only once its rows are stored.
+``Authorization: Bearer <key>``); and, when a tracking secret is configured, the link endpoints
+of :mod:`engine.track.links` (``/c`` clicks, ``/o`` opens, ``/u`` one-click unsubscribes).
+Ingested events from concurrent requests are grouped into few transactions by a
+:class:`BatchWriter`; a request is answered only once its rows are stored.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +25,7 @@ from engine.errors import StoreError
 from engine.store import Store, outbox
 from engine.track.batching import BatchWriter
 from engine.track.ingest import InvalidEvent, parse_events
+from engine.track.links import link_routes
 
 MAX_BODY = 1_000_000
 
@@ -70,10 +75,13 @@ class Tracker:
         return JSONResponse({"accepted": len(rows)}, status_code=202)
 
 
-def tracking_app(settings: Settings, store: Store) -> Starlette:
-    """The tracking server's ASGI app."""
+def tracking_app(settings: Settings, store: Store, clock: Callable[[], datetime] | None = None) -> Starlette:
+    """The tracking server's ASGI app; ``clock`` stamps click, open and unsubscribe events."""
     tracker = Tracker(settings, store)
-    return Starlette(routes=[
+    routes = [
         Route("/health", tracker.health, methods=["GET"]),
         Route("/events", tracker.ingest, methods=["POST"]),
-    ])
+    ]
+    if settings.tracking.secret is not None:
+        routes += link_routes(store, settings.tracking.secret, clock or (lambda: datetime.now(UTC)))
+    return Starlette(routes=routes)

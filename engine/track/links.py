@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -64,8 +63,8 @@ class TrackingRecorder:
                                 detail=f"one-click, campaign {message.campaign}")
 
 
-def tracking_app(store: Store, secret: bytes, clock: Callable[[], datetime]) -> Starlette:
-    """The ASGI app serving ``/c``, ``/o`` and ``/u`` for tokens signed with ``secret``."""
+def link_routes(store: Store, secret: bytes, clock: Callable[[], datetime]) -> list[Route]:
+    """The routes ``/c``, ``/o`` and ``/u`` for tokens signed with ``secret``."""
     recorder = TrackingRecorder(store, token_key(secret), clock)
 
     async def click(request: Request) -> Response:
@@ -93,8 +92,8 @@ def tracking_app(store: Store, secret: bytes, clock: Callable[[], datetime]) -> 
         recorder.record(*accepted, "unsubscribe")
         return HTMLResponse("<!DOCTYPE html><title>Unsubscribed</title><p>You are unsubscribed.</p>")
 
-    return Starlette(routes=[
+    return [
         Route("/c/{token}", click, methods=["GET"]),
         Route("/o/{token}", open_pixel, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
-    ])
+    ]

@@ -24,10 +24,9 @@ from engine.render.dkim import load_signer
 from engine.render.tokens import TokenKind, token_key, verify_token
 from engine.render.verp import parse_verp
 from engine.store import Message, MessageState, Run, Suppression
-from engine.track.links import tracking_app
-from tests.conftest import TEST_SECRET, Project, SmtpServer
+from engine.track.app import tracking_app
+from tests.conftest import TEST_SECRET, Project, SmtpServer, serving, with_secret
 from tests.schedule.test_send_smtp import seed_project
-from tests.track.conftest import serving
 
 TRACK = "https://track.kairos.test"
 
@@ -133,7 +132,8 @@ def test_sent_mail_is_structured_signed_unsubscribable_and_bounce_matchable(proj
     unsubscribe_url = re.findall(r"<([^>]+)>", str(first["List-Unsubscribe"]))[0]
     recipient = parseaddr(str(first["To"]))[1].split("@")[0]
     store = project.store()
-    with serving(tracking_app(store, TEST_SECRET.encode(), lambda: parsedate_to_datetime(first["Date"]))) as base:
+    sent_at = parsedate_to_datetime(first["Date"])
+    with serving(tracking_app(with_secret(TEST_SECRET.encode()), store, lambda: sent_at)) as base:
         answer = httpx.post(unsubscribe_url.replace(TRACK, base), data={"List-Unsubscribe": "One-Click"})
     assert answer.status_code == 200
     with store.session() as session:

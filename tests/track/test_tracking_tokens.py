@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from engine.render.tokens import TokenKind, TrackingToken, sign_token, token_key, verify_token
 from engine.store import Event, Message, MessageState, Recipient, Run, Store, Suppression
-from engine.track.links import tracking_app
-from tests.track.conftest import serving
+from engine.track.app import tracking_app
+from tests.conftest import serving, with_secret
 
 SECRET = b"tracking-secret"
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -44,7 +44,7 @@ def events(store: Store) -> list[Event]:
 
 
 def test_a_valid_click_redirects_and_is_recorded_for_its_item(store: Store) -> None:
-    with serving(tracking_app(store, SECRET, lambda: NOW)) as base:
+    with serving(tracking_app(with_secret(SECRET), store, lambda: NOW)) as base:
         response = httpx.get(f"{base}/c/{click_token()}")
     assert response.status_code == 302
     assert response.headers["location"] == "https://news.example.test/1?utm_source=kairos"
@@ -69,7 +69,7 @@ def test_forged_and_altered_tokens_are_rejected_and_record_nothing(store: Store)
         "valid signature, message of someone else": click_token(recipient_id="r2"),
         "valid signature, no such message": click_token(message_key=999),
     }
-    with serving(tracking_app(store, SECRET, lambda: NOW)) as base, httpx.Client(base_url=base) as client:
+    with serving(tracking_app(with_secret(SECRET), store, lambda: NOW)) as base, httpx.Client(base_url=base) as client:
         for name, token in attempts.items():
             response = client.get(f"/c/{token}")
             assert response.status_code == 404, name
@@ -83,7 +83,7 @@ def test_forged_and_altered_tokens_are_rejected_and_record_nothing(store: Store)
 
 def test_one_click_unsubscribe_suppresses_the_recipient(store: Store) -> None:
     token = sign_token(token_key(SECRET), TrackingToken(TokenKind.UNSUBSCRIBE, 7, "r1"))
-    with serving(tracking_app(store, SECRET, lambda: NOW)) as base, httpx.Client(base_url=base) as client:
+    with serving(tracking_app(with_secret(SECRET), store, lambda: NOW)) as base, httpx.Client(base_url=base) as client:
         page = client.get(f"/u/{token}")
         assert page.status_code == 200 and "Unsubscribe" in page.text
         assert events(store) == []  # looking at the page (or a link scanner fetching it) is not unsubscribing
@@ -109,7 +109,7 @@ def test_tokens_cannot_be_enumerated_from_sequential_message_numbers() -> None:
 
 def test_a_valid_open_pixel_answers_a_gif_and_records_the_open(store: Store) -> None:
     token = sign_token(token_key(SECRET), TrackingToken(TokenKind.OPEN, 7, "r1"))
-    with serving(tracking_app(store, SECRET, lambda: NOW)) as base:
+    with serving(tracking_app(with_secret(SECRET), store, lambda: NOW)) as base:
         response = httpx.get(f"{base}/o/{token}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
     assert response.content.startswith(b"GIF89a")
