@@ -20,7 +20,7 @@ def serve(
                                              min=1, max=65535)] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run the tracking server: event ingest (POST /events, API key) and health.
+    """Run the tracking server: tracked links, opens, one-click unsubscribes, event ingest, health.
 
     Listens on 127.0.0.1 unless told otherwise. Example: kairos serve --port 8025
     """
