@@ -123,3 +123,26 @@ def next_retry_at(session: Session, run_id: int) -> datetime | None:
     """When the next message of the run waiting to retry a temporary failure comes due."""
     return session.exec(select(sa.func.min(Message.send_at)).where(
         Message.run_id == run_id, Message.state == MessageState.PLANNED, col(Message.attempts) > 0)).first()
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """What tracking needs to know of a message to attribute an event to it."""
+
+    id: int
+    run_id: int
+    campaign: str
+    recipient_id: str
+    channel: str | None
+    variant: str | None
+
+
+def message_refs(session: Session, ids: Sequence[int]) -> dict[int, MessageRef]:
+    """{message id: reference} for the stored ones among ``ids`` (one query)."""
+    found: dict[int, MessageRef] = {}
+    for start in range(0, len(ids), 900):
+        rows = session.execute(sa.select(col(Message.id), col(Message.run_id), col(Message.campaign),
+                                         col(Message.recipient_id), col(Message.channel), col(Message.variant))
+                               .where(col(Message.id).in_(ids[start:start + 900]))).all()
+        found.update((int(row[0]), MessageRef(*row)) for row in rows)
+    return found

@@ -38,9 +38,10 @@ class Tracker:
         self.store = store
         self.events = BatchWriter(self._write_events)
 
-    def _write_events(self, rows: list[dict[str, Any]]) -> None:
+    def _write_events(self, rows: list[dict[str, Any]]) -> list[None]:
         with self.store.session() as session:
             outbox.record_events(session, rows)
+        return [None] * len(rows)
 
     def authorized(self, request: Request) -> bool:
         key = self.settings.tracking.api_key

@@ -10,86 +10,115 @@ a message of the store sent to that recipient; anything else gets 404 and record
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from engine.render.tokens import TokenKind, TrackingToken, token_key, verify_token
-from engine.store import Message, Store, outbox
+from engine.store import Store, outbox
+from engine.store.outbox import MessageRef
 from engine.store.queries import add_suppression
+from engine.track.batching import BatchWriter
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _REJECTED = "unknown or altered link"
 
 
-@dataclass(frozen=True)
 class TrackingRecorder:
-    """Verifies tokens and records what they prove, in the store."""
+    """Verifies tokens and records what they prove, in batches.
 
-    store: Store
-    key: bytes
-    clock: Callable[[], datetime]
+    A token is checked in the request (its signature) and again in the batch write (that it
+    names a stored message sent to that recipient); the request learns the second answer when
+    its batch is committed, so a 302 or a pixel is only answered for an event that is stored.
+    """
 
-    def accept(self, text: str, kind: str) -> tuple[TrackingToken, Message] | None:
-        """The token and its message, or None when the token is forged, altered or names no such message."""
-        token = verify_token(self.key, text, kind)
-        if token is None:
-            return None
+    def __init__(self, store: Store, key: bytes, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.key = key
+        self.clock = clock
+        self.writer = BatchWriter(self._record_batch)
+
+    def verify(self, text: str, kind: str) -> TrackingToken | None:
+        return verify_token(self.key, text, kind)
+
+    async def record(self, token: TrackingToken, event_type: str) -> bool:
+        """Record ``event_type`` for a verified token; False when it names no such message."""
+        [stored] = await self.writer.submit([{"token": token, "type": event_type, "ts": self.clock()}])
+        return bool(stored)
+
+    async def message(self, token: TrackingToken) -> MessageRef | None:
+        """The message a verified token names, if it is stored and was sent to that recipient."""
+        found = await asyncio.to_thread(self._messages, [token])
+        return found.get(token.message_key)
+
+    def _messages(self, tokens: list[TrackingToken]) -> dict[int, MessageRef]:
         with self.store.session() as session:
-            message = session.get(Message, token.message_key)
-            if message is None or message.recipient_id != token.recipient_id:
-                return None
-            session.expunge(message)
-        return token, message
+            messages = outbox.message_refs(session, sorted({t.message_key for t in tokens}))
+        return {key: ref for key, ref in messages.items()
+                if any(t.message_key == key and t.recipient_id == ref.recipient_id for t in tokens)}
 
-    def record(self, token: TrackingToken, message: Message, event_type: str) -> None:
-        now = self.clock()
-        event = {"id": f"{event_type}:m{message.id}:{token.link}:{now.isoformat()}",
-                 "recipient_id": message.recipient_id, "type": event_type, "ts": now,
-                 "item_id": token.item_id or None, "campaign": message.campaign, "channel": message.channel,
-                 "variant": message.variant, "position": token.link if token.link >= 0 else None,
-                 "propensity": None, "value": None, "run_id": message.run_id, "message_id": message.id,
-                 "data": {"url": token.url} if token.url else None}
+    def _record_batch(self, hits: list[dict[str, Any]]) -> list[bool]:
         with self.store.session() as session:
-            outbox.record_events(session, [event])
-            if event_type == "unsubscribe":
-                add_suppression(session, reason="unsubscribe", recipient_id=message.recipient_id, channel="email",
-                                detail=f"one-click, campaign {message.campaign}")
+            messages = outbox.message_refs(session, sorted({h["token"].message_key for h in hits}))
+            events, stored = [], []
+            for hit in hits:
+                token, event_type, now = hit["token"], hit["type"], hit["ts"]
+                message = messages.get(token.message_key)
+                if message is None or message.recipient_id != token.recipient_id:
+                    stored.append(False)
+                    continue
+                stored.append(True)
+                events.append({
+                    "id": f"{event_type}:m{message.id}:{token.link}:{now.isoformat()}",
+                    "recipient_id": message.recipient_id, "type": event_type, "ts": now,
+                    "item_id": token.item_id or None, "campaign": message.campaign, "channel": message.channel,
+                    "variant": message.variant, "position": token.link if token.link >= 0 else None,
+                    "propensity": None, "value": None, "run_id": message.run_id, "message_id": message.id,
+                    "data": {"url": token.url} if token.url else None})
+                if event_type == "unsubscribe":
+                    add_suppression(session, reason="unsubscribe", recipient_id=message.recipient_id,
+                                    channel="email", detail=f"one-click, campaign {message.campaign}")
+            outbox.record_events(session, events)
+        return stored
 
 
 def link_routes(store: Store, secret: bytes, clock: Callable[[], datetime]) -> list[Route]:
     """The routes ``/c``, ``/o`` and ``/u`` for tokens signed with ``secret``."""
     recorder = TrackingRecorder(store, token_key(secret), clock)
+    rejected = PlainTextResponse(_REJECTED, status_code=404)
 
     async def click(request: Request) -> Response:
-        accepted = recorder.accept(request.path_params["token"], TokenKind.CLICK)
-        if accepted is None:
-            return PlainTextResponse(_REJECTED, status_code=404)
-        recorder.record(*accepted, "click")
-        return RedirectResponse(accepted[0].url, status_code=302)
+        token = recorder.verify(request.path_params["token"], TokenKind.CLICK)
+        if token is None or not await recorder.record(token, "click"):
+            return rejected
+        return RedirectResponse(token.url, status_code=302)
 
     async def open_pixel(request: Request) -> Response:
-        accepted = recorder.accept(request.path_params["token"], TokenKind.OPEN)
-        if accepted is None:
-            return PlainTextResponse(_REJECTED, status_code=404)
-        recorder.record(*accepted, "open")
+        token = recorder.verify(request.path_params["token"], TokenKind.OPEN)
+        if token is None or not await recorder.record(token, "open"):
+            return rejected
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
     async def unsubscribe(request: Request) -> Response:
-        accepted = recorder.accept(request.path_params["token"], TokenKind.UNSUBSCRIBE)
-        if accepted is None:
-            return PlainTextResponse(_REJECTED, status_code=404)
+        token = recorder.verify(request.path_params["token"], TokenKind.UNSUBSCRIBE)
+        if token is None:
+            return rejected
         if request.method == "GET":
+            message = await recorder.message(token)
+            if message is None:
+                return rejected
             return HTMLResponse(f'<!DOCTYPE html><title>Unsubscribe</title><form method="post">'
-                                f'<p>Stop emails from {escape(accepted[1].campaign)}?</p>'
+                                f'<p>Stop emails from {escape(message.campaign)}?</p>'
                                 '<button name="List-Unsubscribe" value="One-Click">Unsubscribe</button></form>')
-        recorder.record(*accepted, "unsubscribe")
+        if not await recorder.record(token, "unsubscribe"):
+            return rejected
         return HTMLResponse("<!DOCTYPE html><title>Unsubscribed</title><p>You are unsubscribed.</p>")
 
     return [
