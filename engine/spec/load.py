@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from engine.errors import SpecError
 from engine.sourcemap import Document, load_document
+from engine.spec.audience_keys import read_predicted, read_tiers
 from engine.spec.model import (
     BUILTIN_GOALS,
     NOT_GOALS,
@@ -30,12 +31,14 @@ from engine.spec.model import (
     FrequencyCap,
     Optimize,
     Schedule,
+    Tiers,
     Trigger,
     Variant,
 )
 from engine.spec.rules import (
     AUDIENCE_FUNCTIONS,
     CONTENT_FIELDS,
+    CONTENT_FUNCTIONS,
     RECIPIENT_FIELDS,
     Rule,
     RuleSyntaxError,
@@ -50,7 +53,7 @@ TEMPLATE_SUFFIXES = (".html", ".txt")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "campaign": ("name", "goal", "goal_window", "description"),
     "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time"),
-    "audience": ("where", "holdout", "frequency_cap"),
+    "audience": ("where", "holdout", "frequency_cap", "predicted", "tiers"),
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader"),
@@ -301,6 +304,8 @@ def _audience(read: _Reader, value: Any) -> Audience:
         if "where" in table else None,
         holdout=read.typed("audience.holdout", table.get("holdout", 0.0), _fraction(0.0, 0.5)),
         frequency_cap=cap,
+        predicted=read_predicted(read, table["predicted"]) if "predicted" in table else None,
+        tiers=read_tiers(read, table["tiers"]) if "tiers" in table else Tiers(),
     )
 
 
@@ -317,7 +322,8 @@ def _content(read: _Reader, value: Any) -> Content:
         )
     return Content(
         pool=read.typed("content.pool", table["pool"], _name),
-        where=read.rule("content.where", table["where"], CONTENT_FIELDS, {}) if "where" in table else None,
+        where=read.rule("content.where", table["where"], CONTENT_FIELDS, CONTENT_FUNCTIONS)
+        if "where" in table else None,
         items=read.typed("content.items", table.get("items", 1), _count),
         diversity=diversity,
     )
