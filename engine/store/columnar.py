@@ -214,3 +214,30 @@ def suppression_sets(session: Session, channels: Sequence[str]) -> SuppressionSe
                            .where(col(Suppression.channel).in_(["all", *channels]))).all()
     return SuppressionSets(frozenset(r for r, _ in rows if r is not None),
                            frozenset(h for _, h in rows if h is not None))
+
+
+@dataclass(frozen=True)
+class VariantCounts:
+    """Per (recipient, variant) counts of a campaign's messages (or goal events)."""
+
+    recipient_ids: list[str]
+    variants: list[str]
+    counts: np.ndarray
+
+
+def campaign_variant_counts(session: Session, campaign: str, kind: str) -> VariantCounts:
+    """How many distinct messages of ``campaign`` each recipient got per variant (``kind`` = ``sent``),
+    or on how many of them they reached a goal event of ``kind``."""
+    per_message = sa.func.count(sa.distinct(sa.func.coalesce(sa.cast(col(Event.message_id), sa.String),
+                                                             col(Event.id))))
+    statement = (sa.select(col(Event.recipient_id), col(Event.variant), per_message)
+                 .where(col(Event.campaign) == campaign, col(Event.type) == kind, col(Event.variant).is_not(None))
+                 .group_by(col(Event.recipient_id), col(Event.variant)))
+    ids: list[str] = []
+    variants: list[str] = []
+    counts: list[int] = []
+    for recipient_id, variant, count in _rows(session, statement):
+        ids.append(recipient_id)
+        variants.append(variant)
+        counts.append(count)
+    return VariantCounts(ids, variants, np.array(counts, dtype=float))
