@@ -43,6 +43,7 @@ from engine.spec.rules import (
     Rule,
     RuleSyntaxError,
     parse_rule,
+    pointer,
 )
 
 CAMPAIGN_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -105,7 +106,8 @@ class _Reader:
         try:
             return parse_rule(text, fields, functions)
         except RuleSyntaxError as exc:
-            raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {text}\n    {' ' * (exc.column - 1)}^",
+            shown = pointer(text, exc.column).replace("\n", "\n    ")
+            raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {shown}",
                             line=self.document.line_of(dotted), column=exc.column) from None
 
 

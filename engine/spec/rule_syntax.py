@@ -286,7 +286,8 @@ class Parser:
                 raise RuleSyntaxError(self.token.column, f"expected {close!r} to close {what}, found {self.found()}")
             atom = self.parse_unary()
             if not isinstance(atom, Literal):
-                raise RuleSyntaxError(atom.column, f"{what} holds only numbers, 'strings', true or false")
+                hint = f"; did you mean '{atom.dotted}' in quotes?" if isinstance(atom, Name) else ""
+                raise RuleSyntaxError(atom.column, f"{what} may hold only numbers, 'strings', true or false{hint}")
             values.append(atom)
             if self.at(","):
                 self.advance()

@@ -51,7 +51,7 @@ __all__ = [
     "AUDIENCE_FUNCTIONS", "CONTENT_FIELDS", "CONTENT_FUNCTIONS", "MAX_DEPTH", "MAX_RULE_LENGTH",
     "RECIPIENT_FIELDS", "TIERS", "Binary", "Call", "Column", "FunctionSpec", "Literal", "Membership", "Name",
     "Node", "Resolver", "Rule", "RuleSyntaxError", "RuleTypeError", "Unary", "column_from_values", "evaluate",
-    "parse_rule",
+    "parse_rule", "pointer",
 ]
 
 ANY = "any"  # an attribute: imported data whose kind is known only when it is read
@@ -174,6 +174,15 @@ def parse_rule(text: str, fields: tuple[str, ...], functions: Mapping[str, Funct
         raise RuleSyntaxError(_column(root), f"expected a condition (a comparison, 'in', 'and', 'or' ...), "
                               f"but the rule is {_shown(kind)}" + _hint(root, kind))
     return Rule(text, root)
+
+
+def pointer(text: str, column: int, width: int = 100) -> str:
+    """The rule (or the stretch of a long one around ``column``) with a caret under the column."""
+    start = max(0, min(column - 1 - width // 2, len(text) - width))
+    shown = text[start:start + width].replace("\n", " ")
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + width < len(text) else ""
+    return f"{prefix}{shown}{suffix}\n{' ' * (len(prefix) + column - 1 - start)}^"
 
 
 def _column(node: Node) -> int:
