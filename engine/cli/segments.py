@@ -16,7 +16,8 @@ from engine.spec import find_campaign
 from engine.store.segments import build_segments, latest_build
 from engine.store.tables import Segment
 
-segments = typer.Typer(help="Persona segments built from behaviour. Example: kairos segments build", no_args_is_help=True)
+segments = typer.Typer(help="Persona segments built from behaviour. Example: kairos segments build",
+                       no_args_is_help=True)
 app.add_typer(segments, name="segments")
 
 

@@ -78,7 +78,8 @@ def test_imports_record_consent_with_source_and_time_once(project: Project) -> N
         [(False, "support ticket 42", "2026-11-02T10:00:00+00:00")]
     bob = json.loads(project.kairos("privacy", "export", "bob", check=True).stdout)
     assert [c["source"] for c in bob["consent"]] == ["import people.csv", "import people.csv"]
-    project.write("people2.csv", "id,email,consent_email,consent_email_source\nbob,bob@example.test,false,unsubscribe page\n")
+    project.write("people2.csv", "id,email,consent_email,consent_email_source\n"
+                                 "bob,bob@example.test,false,unsubscribe page\n")
     project.kairos("import", "recipients", "people2.csv", check=True)
     bob = json.loads(project.kairos("privacy", "export", "bob", check=True).stdout)
     assert [(c["granted"], c["source"]) for c in bob["consent"] if c["channel"] == "email"] == \
