@@ -12,6 +12,7 @@ order), the same on both databases.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,18 +47,29 @@ def _by_id(session: Session) -> Any:
     return col(Recipient.id)
 
 
-def _attribute(session: Session, name: str) -> sa.ColumnElement[Any]:
-    """The attribute ``name`` with its JSON type kept (a boolean stays a boolean)."""
+def _attribute_json(session: Session, name: str) -> sa.ColumnElement[Any]:
+    """The attribute ``name`` as JSON text (decoded in bulk by :func:`_decode`, keeping its type)."""
     if _dialect(session) == "sqlite":
-        # json_extract turns true into 1; the -> operator keeps the JSON text, decoded by sa.JSON
-        return sa.type_coerce(col(Recipient.attributes).op("->")(f'$."{name}"'), sa.JSON)
-    return col(Recipient.attributes)[name]
+        # json_extract would turn true into 1; the -> operator keeps the JSON text
+        return sa.type_coerce(col(Recipient.attributes).op("->")(f'$."{name}"'), sa.Text)
+    return sa.cast(col(Recipient.attributes)[name], sa.Text)
+
+
+def _decode(texts: Sequence[str | None]) -> list[Any]:
+    """JSON texts (None for missing) to values, with one parse for the whole batch."""
+    return list(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
+
+
+def _partitions(session: Session, statement: Any) -> Iterator[list[tuple[Any, ...]]]:
+    """Column tuples of the result, a partition at a time (Core rows, streamed where the driver can)."""
+    result = session.connection().execute(statement.execution_options(stream_results=True, yield_per=PARTITION))
+    for partition in result.partitions(PARTITION):
+        yield list(zip(*partition, strict=True))
 
 
 def _rows(session: Session, statement: Any) -> Iterator[Sequence[Any]]:
-    result = session.execute(statement.execution_options(stream_results=True, yield_per=PARTITION))
-    for partition in result.partitions(PARTITION):
-        yield from partition
+    for columns in _partitions(session, statement):
+        yield from zip(*columns, strict=True)
 
 
 @dataclass(frozen=True)
@@ -76,23 +88,31 @@ def read_recipient_columns(session: Session, fields: Sequence[str] = (),
     never pasted into SQL.
     """
     expressions: list[Any] = [col(getattr(Recipient, name)) for name in fields]
-    expressions += [_attribute(session, name) for name in attributes]
-    names = [*fields, *(f"attributes.{name}" for name in attributes)]
+    expressions += [_attribute_json(session, name) for name in attributes]
     ids: list[str] = []
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    lists = [columns[name] for name in names]
-    for row in _rows(session, sa.select(col(Recipient.id), *expressions).order_by(_by_id(session))):
-        ids.append(row[0])
-        for target, value in zip(lists, row[1:], strict=True):
-            target.append(value)
+    columns: dict[str, list[Any]] = {name: [] for name in fields}
+    columns.update({f"attributes.{name}": [] for name in attributes})
+    lists = list(columns.values())
+    decoded = [False] * len(fields) + [True] * len(attributes)
+    for partition in _partitions(session, sa.select(col(Recipient.id), *expressions).order_by(_by_id(session))):
+        ids.extend(partition[0])
+        for target, values, is_json in zip(lists, partition[1:], decoded, strict=True):
+            target.extend(_decode(values) if is_json else values)
     return RecipientColumnsRead(ids, columns)
 
 
 def read_recipient_rows(session: Session, keep: Callable[[str], bool]) -> list[RecipientRow]:
-    """The full rows of the recipients whose id ``keep`` accepts, in id order (one streamed scan)."""
-    columns = [col(getattr(Recipient, name)) for name in (*RECIPIENT_FIELDS, "attributes")]
-    return [RecipientRow(*row) for row in _rows(session, sa.select(*columns).order_by(_by_id(session)))
-            if keep(row[0])]
+    """The full rows of the recipients whose id ``keep`` accepts, in id order (one streamed scan;
+    only the kept rows' attributes are decoded)."""
+    columns = [col(getattr(Recipient, name)) for name in RECIPIENT_FIELDS]
+    statement = sa.select(*columns, sa.cast(col(Recipient.attributes), sa.Text)).order_by(_by_id(session))
+    found: list[RecipientRow] = []
+    for row in _rows(session, statement):
+        if keep(row[0]):
+            recipient_id, email, timezone, locale, consent_email, consent_push, attributes = row
+            found.append(RecipientRow(recipient_id, email, timezone, locale, consent_email, consent_push,
+                                      json.loads(attributes) if attributes else {}))
+    return found
 
 
 @dataclass(frozen=True)
@@ -103,13 +123,20 @@ class Aggregate:
     values: np.ndarray
 
 
-def _aggregate(session: Session, statement: Any, *, seconds: bool = False) -> Aggregate:
+def _aggregate(session: Session, statement: Any) -> Aggregate:
     ids: list[str] = []
     values: list[Any] = []
-    for recipient_id, value in _rows(session, statement):
-        ids.append(recipient_id)
-        values.append(value.timestamp() if seconds else value)
+    for partition in _partitions(session, statement):
+        ids.extend(partition[0])
+        values.extend(partition[1])
     return Aggregate(ids, np.array(values, dtype=float))
+
+
+def _epoch_seconds(session: Session, moment: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A stored time as seconds since the epoch, computed by the database (UTC on both)."""
+    if _dialect(session) == "sqlite":
+        return (sa.func.julianday(moment) - 2440587.5) * 86400.0
+    return sa.extract("epoch", moment)
 
 
 def event_counts(session: Session, kind: str, since: datetime) -> Aggregate:
@@ -130,8 +157,8 @@ def event_counts(session: Session, kind: str, since: datetime) -> Aggregate:
 
 def last_event_seconds(session: Session, kind: str) -> Aggregate:
     """Per recipient, the time (seconds since the epoch) of their latest event of ``kind``."""
-    return _aggregate(session, sa.select(col(Event.recipient_id), sa.func.max(col(Event.ts)))
-                      .where(col(Event.type) == kind).group_by(col(Event.recipient_id)), seconds=True)
+    return _aggregate(session, sa.select(col(Event.recipient_id), _epoch_seconds(session, sa.func.max(col(Event.ts))))
+                      .where(col(Event.type) == kind).group_by(col(Event.recipient_id)))
 
 
 @dataclass(frozen=True)
@@ -158,11 +185,10 @@ def topic_counts(session: Session, kinds: Sequence[str], since: datetime, topic:
     topics: list[str] = []
     types: list[str] = []
     counts: list[int] = []
-    for recipient_id, row_topic, kind, count in _rows(session, statement):
-        ids.append(recipient_id)
-        topics.append(row_topic)
-        types.append(kind)
-        counts.append(count)
+    targets: tuple[list[Any], ...] = (ids, topics, types, counts)
+    for partition in _partitions(session, statement):
+        for target, values in zip(targets, partition, strict=True):
+            target.extend(values)
     return TopicCounts(ids, topics, types, np.array(counts, dtype=float))
 
 

@@ -282,3 +282,10 @@ class SegmentMember(SQLModel, table=True):
     version: int = Field(primary_key=True)
     recipient_id: str = Field(primary_key=True, max_length=200)
     segment: str = Field(max_length=100)
+
+
+# Behavioural aggregates (clicks in the last N days, the latest click, clicks per topic) read
+# events by type and time and group them by recipient: this index answers them without touching
+# the table, on SQLite and PostgreSQL alike.
+sa.Index("ix_event_type_ts_recipient_item", Event.__table__.c.type, Event.__table__.c.ts,  # type: ignore[attr-defined]
+         Event.__table__.c.recipient_id, Event.__table__.c.item_id)  # type: ignore[attr-defined]
