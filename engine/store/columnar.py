@@ -35,6 +35,7 @@ from engine.store.tables import (
 
 PARTITION = 50_000
 RECIPIENT_FIELDS = ("id", "email", "timezone", "locale", "consent_email", "consent_push")
+_BOOLEAN_FIELDS = ("consent_email", "consent_push")  # SQLite hands these back as 0 and 1
 
 
 def _dialect(session: Session) -> str:
@@ -60,17 +61,29 @@ def _decode(texts: Sequence[str | None]) -> list[Any]:
     return list(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
 
 
-def _partitions(session: Session, statement: Any) -> Iterator[list[tuple[Any, ...]]]:
-    """Column tuples of the result, a partition at a time (Core rows, turned into Python a partition
-    at a time). Not a server-side cursor: PostgreSQL plans cursors for their first rows and without
-    parallel workers, which makes these whole-table aggregates several times slower."""
+def _partitions(session: Session, statement: Any, *, typed: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+    """Column tuples of the result, a partition at a time.
+
+    Not a server-side cursor: PostgreSQL plans cursors for their first rows and without parallel
+    workers, which makes these whole-table aggregates several times slower. Unless ``typed``,
+    rows come straight from the driver's cursor, skipping SQLAlchemy's per-row processing: the
+    columns read this way are text and numbers, which need none.
+    """
     result = session.connection().execute(statement)
-    for partition in result.partitions(PARTITION):
-        yield list(zip(*partition, strict=True))
+    try:
+        if typed:
+            for partition in result.partitions(PARTITION):
+                yield list(zip(*partition, strict=True))
+            return
+        cursor = result.cursor
+        while rows := cursor.fetchmany(PARTITION):
+            yield list(zip(*rows, strict=True))
+    finally:
+        result.close()
 
 
 def _rows(session: Session, statement: Any) -> Iterator[Sequence[Any]]:
-    for columns in _partitions(session, statement):
+    for columns in _partitions(session, statement, typed=True):
         yield from zip(*columns, strict=True)
 
 
@@ -96,10 +109,11 @@ def read_recipient_columns(session: Session, fields: Sequence[str] = (),
     columns.update({f"attributes.{name}": [] for name in attributes})
     lists = list(columns.values())
     decoded = [False] * len(fields) + [True] * len(attributes)
+    booleans = [name in _BOOLEAN_FIELDS for name in fields] + [False] * len(attributes)
     for partition in _partitions(session, sa.select(col(Recipient.id), *expressions).order_by(_by_id(session))):
         ids.extend(partition[0])
-        for target, values, is_json in zip(lists, partition[1:], decoded, strict=True):
-            target.extend(_decode(values) if is_json else values)
+        for target, values, is_json, is_bool in zip(lists, partition[1:], decoded, booleans, strict=True):
+            target.extend(_decode(values) if is_json else [bool(v) for v in values] if is_bool else values)
     return RecipientColumnsRead(ids, columns)
 
 
