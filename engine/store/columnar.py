@@ -123,11 +123,12 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool]) -> list[R
     columns = [col(getattr(Recipient, name)) for name in RECIPIENT_FIELDS]
     statement = sa.select(*columns, sa.cast(col(Recipient.attributes), sa.Text)).order_by(_by_id(session))
     found: list[RecipientRow] = []
-    for row in _rows(session, statement):
-        if keep(row[0]):
-            recipient_id, email, timezone, locale, consent_email, consent_push, attributes = row
-            found.append(RecipientRow(recipient_id, email, timezone, locale, consent_email, consent_push,
-                                      json.loads(attributes) if attributes else {}))
+    for partition in _partitions(session, statement):
+        for recipient_id, email, timezone, locale, consent_email, consent_push, attributes in zip(*partition,
+                                                                                                  strict=True):
+            if keep(recipient_id):
+                found.append(RecipientRow(recipient_id, email, timezone, locale, bool(consent_email),
+                                          bool(consent_push), json.loads(attributes) if attributes else {}))
     return found
 
 
