@@ -14,8 +14,10 @@ root finds that root's ``campaigns/`` and ``templates/``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,6 +97,16 @@ class SendingSettings:
 
 
 @dataclass(frozen=True)
+class SegmentSettings:
+    """Persona segments: how often they are rebuilt, the smallest segment kept, the range of k tried."""
+
+    rebuild_every: timedelta = timedelta(days=7)
+    min_size: int = 50
+    k_min: int = 2
+    k_max: int = 8
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, typed. Build with :meth:`load`."""
 
@@ -106,6 +118,7 @@ class Settings:
     webpush: WebPushSettings | None = None
     paths: PathSettings = PathSettings()
     sending: SendingSettings = SendingSettings()
+    segments: SegmentSettings = SegmentSettings()
     source: Path | None = None
 
     @classmethod
@@ -204,6 +217,21 @@ def _mailbox(value: Any) -> str:
     return address
 
 
+def _duration(value: Any) -> timedelta:
+    match = re.match(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$", _str(value).strip())
+    if not match or not any(match.groups()):
+        raise ValueError("a duration such as '24h', '7d' or '2w'")
+    weeks, days, hours, minutes = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+
+
+def _cluster_count(value: Any) -> int:
+    number = _int(value)
+    if not 2 <= number <= 30:
+        raise ValueError("a whole number from 2 to 30")
+    return number
+
+
 def _env_name(value: Any) -> str:
     name = _str(value)
     if not name.replace("_", "").isalnum():
@@ -234,6 +262,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "push.webpush": {"vapid_private_key_file": _str, "subject": _str},
     "paths": {"campaigns": _str, "templates": _str, "models": _str, "inbox": _str},
     "sending": {"batch_size": _positive_int},
+    "segments": {"rebuild_every": _duration, "min_size": _positive_int, "k_min": _cluster_count,
+                 "k_max": _cluster_count},
 }
 REQUIRED = {
     "email.dkim": ("domain", "selector", "private_key_file"),
@@ -357,8 +387,21 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             inbox=resolve(paths.get("inbox", defaults.inbox)),
         ),
         sending=SendingSettings(batch_size=values.get("sending", {}).get("batch_size", 500)),
+        segments=_segments(values.get("segments", {}), source, document),
         source=source,
     )
+
+
+def _segments(values: dict[str, Any], source: Path | None, document: Document | None) -> SegmentSettings:
+    default = SegmentSettings()
+    settings = SegmentSettings(rebuild_every=values.get("rebuild_every", default.rebuild_every),
+                               min_size=values.get("min_size", default.min_size),
+                               k_min=values.get("k_min", default.k_min), k_max=values.get("k_max", default.k_max))
+    if settings.k_max < settings.k_min:
+        line = document.line_of("segments.k_max") if document is not None else None
+        raise ConfigError(source, "segments.k_max", f"expected at least k_min ({settings.k_min}), "
+                          f"got {settings.k_max}", line=line)
+    return settings
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:

@@ -17,6 +17,8 @@ def registered_commands() -> list[str]:
     import engine.cli.data
     import engine.cli.demo
     import engine.cli.preview
+    import engine.cli.privacy
+    import engine.cli.segments
     import engine.cli.serve  # noqa: F401
 
     group = typer.main.get_group(app)

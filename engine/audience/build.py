@@ -1,9 +1,13 @@
 """Who a run is for, and why each member is or is not sent to.
 
-Every recipient who matches ``[audience] where`` is a member with one status:
+Selection is columnar (:func:`select_recipients`): the ``[audience] where`` rule is evaluated as
+vector operations over every recipient, and ``predicted`` keeps those whose predicted probability
+of the goal is high enough, whatever their attributes. Every selected recipient is a member with
+one status:
 
 - ``no_consent``: no consent (or no address) for any of the campaign's channels;
-- ``suppressed``: unsubscribed, hard-bounced, complained or erased;
+- ``suppressed``: unsubscribed, hard-bounced, complained or erased (an erased recipient is
+  matched by the hash of their address or id, so a re-import stays suppressed);
 - ``holdout``: in the campaign's holdout, kept so its lift can be measured;
 - ``capped``: already sent ``frequency_cap.max`` messages in ``frequency_cap.per``;
 - ``send``: everyone else.
@@ -22,11 +26,13 @@ from datetime import datetime
 import numpy as np
 from sqlmodel import Session
 
-from engine.audience.behaviour import RecipientColumns
+from engine.audience.behaviour import RecipientColumns, RecipientFrame, UnknownSegment, load_frame, rule_columns
+from engine.audience.propensity import PropensityModel, TopicGoalRates, assign_tiers, top_share
+from engine.errors import SpecError
 from engine.spec.model import CampaignSpec
-from engine.spec.rules import evaluate
-from engine.store import queries
-from engine.store.queries import RecipientRow
+from engine.spec.rules import RuleTypeError, evaluate
+from engine.store import columnar
+from engine.store.queries import RecipientRow, address_hash, recipient_hash
 
 STATUSES = ("send", "holdout", "suppressed", "capped", "no_consent")
 
@@ -35,16 +41,31 @@ STATUSES = ("send", "holdout", "suppressed", "capped", "no_consent")
 class Member:
     recipient: RecipientRow
     status: str
+    score: float | None = None
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Every recipient (``frame``), which of them the audience selects, and their scores if computed."""
+
+    frame: RecipientFrame
+    selected: np.ndarray
+    scores: np.ndarray | None = None
+    tiers: np.ndarray | None = None
+    model: str | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.frame.ids[i] for i in np.flatnonzero(self.selected)]
 
 
 def holdout_draw(campaign: str, recipient_ids: Sequence[str]) -> np.ndarray:
     """A uniform number in [0, 1) per recipient, fixed for (campaign, recipient) across runs."""
-    values = np.empty(len(recipient_ids))
     prefix = campaign.encode() + b"\x1f"
-    for position, recipient_id in enumerate(recipient_ids):
-        digest = hashlib.blake2b(prefix + recipient_id.encode(), digest_size=8).digest()
-        values[position] = int.from_bytes(digest, "big") / 2.0**64
-    return values
+    blake2b = hashlib.blake2b
+    return np.fromiter((int.from_bytes(blake2b(prefix + r.encode(), digest_size=8).digest(), "big") / 2.0**64
+                        for r in recipient_ids), dtype=float, count=len(recipient_ids))
 
 
 def reachable(recipient: RecipientRow, channel: str) -> bool:
@@ -54,26 +75,72 @@ def reachable(recipient: RecipientRow, channel: str) -> bool:
     return False
 
 
-def build_audience(session: Session, spec: CampaignSpec, now: datetime) -> list[Member]:
+def _located(spec: CampaignSpec, field: str, column: int, problem: str) -> SpecError:
+    return SpecError(spec.source, field, problem, line=spec.line_of(field), column=column)
+
+
+def select_recipients(session: Session, spec: CampaignSpec, now: datetime,
+                      model: PropensityModel | None = None) -> Selection:
+    """Evaluate ``where`` and ``predicted`` over every recipient, as vectors. Writes nothing.
+
+    :param model: the propensity model for ``predicted`` and ``tier()`` (default :class:`TopicGoalRates`).
+    :raises SpecError: when the rule cannot run on the stored data (an unknown segment), located
+        at its column in the campaign file.
+    """
+    audience = spec.audience
+    fields, attributes = rule_columns(audience.where)
+    frame = load_frame(session, fields, attributes)
+    propensity = model or TopicGoalRates()
+    scores: np.ndarray | None = None
+    tiers: np.ndarray | None = None
+    if audience.needs_scores and len(frame):
+        scores = propensity.predict(session, frame, spec, now)
+        tiers = assign_tiers(scores, audience.tiers)
+    selected = np.ones(len(frame), dtype=bool)
+    if audience.where is not None and len(frame):
+        labels = tiers
+        resolver = RecipientColumns(session, frame, now, tiers=(lambda: labels) if labels is not None else None)
+        try:
+            selected = evaluate(audience.where, len(frame), resolver, now)
+        except UnknownSegment as exc:
+            raise _located(spec, "audience.where", exc.column, exc.problem) from None
+        except RuleTypeError as exc:
+            raise _located(spec, "audience.where", exc.column, exc.problem) from None
+    if audience.predicted is not None and scores is not None:
+        if audience.predicted.min_probability is not None:
+            selected &= scores >= audience.predicted.min_probability
+        elif audience.predicted.top_percent is not None:
+            selected = top_share(scores, selected, audience.predicted.top_percent)
+    return Selection(frame, selected, scores, tiers, propensity.name if scores is not None else None)
+
+
+def suppressed_mask(session: Session, recipients: Sequence[RecipientRow], channels: Sequence[str]) -> np.ndarray:
+    """True where a recipient must not be contacted on any of ``channels`` (by id or hashed address/id)."""
+    sets = columnar.suppression_sets(session, channels)
+    by_id = sets.recipient_ids
+    found = np.fromiter((r.id in by_id for r in recipients), dtype=bool, count=len(recipients))
+    if sets.address_hashes:
+        hashes = sets.address_hashes
+        found |= np.fromiter(((bool(r.email) and address_hash(r.email or "") in hashes)
+                              or recipient_hash(r.id) in hashes for r in recipients), dtype=bool,
+                             count=len(recipients))
+    return found
+
+
+def build_audience(session: Session, spec: CampaignSpec, now: datetime,
+                   model: PropensityModel | None = None) -> list[Member]:
     """The members of ``spec``'s audience at ``now``, in recipient id order, with their status."""
-    recipients = queries.all_recipients(session)
-    if not recipients:
+    selection = select_recipients(session, spec, now, model)
+    if not selection.selected.any():
         return []
-    if spec.audience.where is not None:
-        mask = evaluate(spec.audience.where, len(recipients), RecipientColumns(session, recipients, now))
-        recipients = [r for r, keep in zip(recipients, mask, strict=True) if keep]
-    if not recipients:
-        return []
+    wanted = set(selection.ids)
+    recipients = columnar.read_recipient_rows(session, wanted.__contains__)
 
     status = np.full(len(recipients), "send", dtype=object)
-    consenting = np.array([any(reachable(r, c) for c in spec.channels) for r in recipients], dtype=bool)
+    consenting = np.fromiter((any(reachable(r, c) for c in spec.channels) for r in recipients), dtype=bool,
+                             count=len(recipients))
     status[~consenting] = "no_consent"
-
-    suppressed_ids = set()
-    for channel in spec.channels:
-        suppressed_ids |= queries.suppressed_recipients(session, recipients, channel)
-    suppressed = np.array([r.id in suppressed_ids for r in recipients], dtype=bool) & consenting
-    status[suppressed] = "suppressed"
+    status[suppressed_mask(session, recipients, spec.channels) & consenting] = "suppressed"
 
     eligible = status == "send"
     if spec.audience.holdout > 0:
@@ -82,8 +149,16 @@ def build_audience(session: Session, spec: CampaignSpec, now: datetime) -> list[
 
     cap = spec.audience.frequency_cap
     if cap is not None:
-        counts = queries.recipient_event_counts(session, ["sent"], now - cap.per)
-        sent = np.array([counts.get((r.id, "sent"), 0) for r in recipients])
+        counts = columnar.event_counts(session, "sent", now - cap.per)
+        sent_by_id = dict(zip(counts.recipient_ids, counts.values.tolist(), strict=True))
+        sent = np.fromiter((sent_by_id.get(r.id, 0.0) for r in recipients), dtype=float, count=len(recipients))
         status[(sent >= cap.max) & (status == "send")] = "capped"
 
-    return [Member(r, str(s)) for r, s in zip(recipients, status, strict=True)]
+    scores: list[float | None] = [None] * len(recipients)
+    tiers: list[str | None] = [None] * len(recipients)
+    if selection.scores is not None and selection.tiers is not None:
+        at = selection.frame.positions([r.id for r in recipients])
+        scores = [float(v) for v in selection.scores[at]]
+        tiers = [str(v) for v in selection.tiers[at]]
+    return [Member(r, str(s), score, tier)
+            for r, s, score, tier in zip(recipients, status, scores, tiers, strict=True)]

@@ -31,7 +31,15 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def main() -> None:
     """Entry point of the ``kairos`` console script."""
-    from engine.cli import campaigns, data, demo, preview, serve  # noqa: F401  (register the commands)
+    from engine.cli import (  # noqa: F401  (register the commands)
+        campaigns,
+        data,
+        demo,
+        preview,
+        privacy,
+        segments,
+        serve,
+    )
 
     try:
         # Standalone mode: typer reports its own usage errors (exit 2) and honours typer.Exit.

@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session
 
 from engine.audience.build import Member, build_audience
+from engine.audience.propensity import PropensityModel
 from engine.errors import SpecError
 from engine.features.content import build_item_table
 from engine.learn.sendtime import SendTime, plan_send_times
@@ -55,9 +56,13 @@ class PlannedMember:
     send_time: SendTime | None
 
 
-def plan_members(session: Session, spec: CampaignSpec, now: datetime) -> list[PlannedMember]:
-    """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing."""
-    members = build_audience(session, spec, now)
+def plan_members(session: Session, spec: CampaignSpec, now: datetime,
+                 propensity: PropensityModel | None = None) -> list[PlannedMember]:
+    """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing.
+
+    :param propensity: the model behind ``predicted`` and ``tier()`` (default: the audience's own).
+    """
+    members = build_audience(session, spec, now, propensity)
     sending = [m for m in members if m.status == "send"]
     times = plan_send_times(session, spec.schedule, [m.recipient.id for m in sending],
                             [m.recipient.timezone for m in sending], now)

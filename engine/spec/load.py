@@ -19,6 +19,7 @@ import jinja2
 
 from engine.errors import SpecError
 from engine.sourcemap import Document, load_document
+from engine.spec.audience_keys import read_predicted, read_tiers
 from engine.spec.cron import cron_trigger
 from engine.spec.model import (
     BUILTIN_GOALS,
@@ -30,16 +31,19 @@ from engine.spec.model import (
     FrequencyCap,
     Optimize,
     Schedule,
+    Tiers,
     Trigger,
     Variant,
 )
 from engine.spec.rules import (
     AUDIENCE_FUNCTIONS,
     CONTENT_FIELDS,
+    CONTENT_FUNCTIONS,
     RECIPIENT_FIELDS,
     Rule,
     RuleSyntaxError,
     parse_rule,
+    pointer,
 )
 
 CAMPAIGN_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -50,7 +54,7 @@ TEMPLATE_SUFFIXES = (".html", ".txt")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "campaign": ("name", "goal", "goal_window", "description", "utm", "track"),
     "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time"),
-    "audience": ("where", "holdout", "frequency_cap"),
+    "audience": ("where", "holdout", "frequency_cap", "predicted", "tiers"),
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader"),
@@ -102,7 +106,8 @@ class _Reader:
         try:
             return parse_rule(text, fields, functions)
         except RuleSyntaxError as exc:
-            raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {text}\n    {' ' * (exc.column - 1)}^",
+            shown = pointer(text, exc.column).replace("\n", "\n    ")
+            raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {shown}",
                             line=self.document.line_of(dotted), column=exc.column) from None
 
 
@@ -327,6 +332,8 @@ def _audience(read: _Reader, value: Any) -> Audience:
         if "where" in table else None,
         holdout=read.typed("audience.holdout", table.get("holdout", 0.0), _fraction(0.0, 0.5)),
         frequency_cap=cap,
+        predicted=read_predicted(read, table["predicted"]) if "predicted" in table else None,
+        tiers=read_tiers(read, table["tiers"]) if "tiers" in table else Tiers(),
     )
 
 
@@ -343,7 +350,8 @@ def _content(read: _Reader, value: Any) -> Content:
         )
     return Content(
         pool=read.typed("content.pool", table["pool"], _name),
-        where=read.rule("content.where", table["where"], CONTENT_FIELDS, {}) if "where" in table else None,
+        where=read.rule("content.where", table["where"], CONTENT_FIELDS, CONTENT_FUNCTIONS)
+        if "where" in table else None,
         items=read.typed("content.items", table.get("items", 1), _count),
         diversity=diversity,
     )

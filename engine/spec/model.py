@@ -53,10 +53,41 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True)
+class Predicted:
+    """A predicted audience: whoever is likely enough to reach the goal with this content.
+
+    Exactly one is set: ``min_probability`` (a predicted probability of at least this), or
+    ``top_percent`` (the most likely N% of the recipients who pass ``where``).
+    """
+
+    min_probability: float | None = None
+    top_percent: float | None = None
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """Propensity tiers as cumulative top percentages of the score distribution.
+
+    ``high`` is the top ``high``% of recipients by predicted probability, ``medium`` the next
+    ones up to the top ``medium``%, ``low`` the rest.
+    """
+
+    high: float = 20.0
+    medium: float = 50.0
+
+
+@dataclass(frozen=True)
 class Audience:
     where: Rule | None = None
     holdout: float = 0.0
     frequency_cap: FrequencyCap | None = None
+    predicted: Predicted | None = None
+    tiers: Tiers = Tiers()
+
+    @property
+    def needs_scores(self) -> bool:
+        """True when building the audience needs predicted probabilities (predicted or tier())."""
+        return self.predicted is not None or (self.where is not None and self.where.uses("tier"))
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,15 @@
-"""The rule language of ``[audience] where`` and ``[content] where``, parsed into a frozen AST.
+"""The rule language of ``[audience] where`` and ``[content] where``: parsed, typed, then vectorized.
 
-No Python ``eval`` anywhere: a rule is tokenized and parsed by hand into the small tree below,
-checked against the names and functions its context allows, and later evaluated over numpy
-columns (see :func:`evaluate`) so a rule costs a few vector operations, not a Python call per
-recipient.
+No Python ``eval`` anywhere. A rule goes through three steps, each in its own module:
 
-Grammar (lowest precedence first)::
-
-    rule       := or
-    or         := and ("or" and)*
-    and        := not ("and" not)*
-    not        := "not" not | comparison
-    comparison := sum [("==" | "!=" | "<" | "<=" | ">" | ">=") sum | ["not"] "in" list]
-    sum        := product (("+" | "-") product)*
-    product    := unary (("*" | "/") unary)*
-    unary      := "-" unary | atom
-    atom       := NUMBER | STRING | true | false | name ["(" args ")"] | "(" rule ")"
-    name       := IDENT ("." IDENT)*
-    list       := "[" [atom ("," atom)*] "]"
-
-Names are the fields of the context (``email``, ``timezone`` ... for recipients; ``topic``,
-``age_hours`` ... for content) or ``attributes.<name>``. Names that start with an underscore are
-refused, so nothing can reach for Python internals.
+1. :mod:`engine.spec.rule_syntax` tokenizes and parses it by hand into a frozen tree (the
+   grammar is in its docstring); hostile input (unbalanced parentheses, names that look like
+   Python internals, very long or deep expressions) is refused there with the column.
+2. This module checks the tree against its context: which names exist and what kind of value
+   each holds, which functions may be called, with what arguments, and whether every operator
+   gets the kinds it needs. Every error names the column and says what was expected.
+3. :mod:`engine.spec.rule_eval` evaluates it as numpy vector operations over columns resolved by
+   the stage (the audience over recipients and the event log; the content pool over items).
 """
 
 from __future__ import annotations
@@ -31,462 +19,318 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from engine.spec.rule_eval import (
+    BOOL,
+    DATE,
+    DURATION,
+    NUMBER,
+    TEXT,
+    Column,
+    Resolver,
+    RuleTypeError,
+    column_from_values,
+    evaluate,
+    parse_instant,
+)
+from engine.spec.rule_syntax import (
+    MAX_DEPTH,
+    MAX_RULE_LENGTH,
+    Binary,
+    Call,
+    Literal,
+    Membership,
+    Name,
+    Node,
+    Parser,
+    RuleSyntaxError,
+    Unary,
+    walk,
+)
 
-MAX_RULE_LENGTH = 4000
-MAX_DEPTH = 60
+__all__ = [
+    "AUDIENCE_FUNCTIONS", "CONTENT_FIELDS", "CONTENT_FUNCTIONS", "MAX_DEPTH", "MAX_RULE_LENGTH",
+    "RECIPIENT_FIELDS", "TIERS", "Binary", "Call", "Column", "FunctionSpec", "Literal", "Membership", "Name",
+    "Node", "Resolver", "Rule", "RuleSyntaxError", "RuleTypeError", "Unary", "column_from_values", "evaluate",
+    "parse_rule", "pointer",
+]
 
-# Behavioural functions: name -> argument types. Their implementations live with the stage that
-# evaluates the rule (the audience, over the event log).
-FunctionSignature = tuple[type, ...]
-AUDIENCE_FUNCTIONS: dict[str, FunctionSignature] = {
-    "clicks": (int,),
-    "opens": (int,),
-    "sends": (int,),
-    "conversions": (int,),
-    "events": (str, int),
-    "days_since": (str,),
-    "topic_affinity": (str,),
+ANY = "any"  # an attribute: imported data whose kind is known only when it is read
+TIERS = ("high", "medium", "low")
+MAX_DAYS = 3650
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_SEGMENT = re.compile(r"^[a-z0-9][a-z0-9_+-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a function: its Python type, what it is, and an optional extra check."""
+
+    kind: type
+    meaning: str
+    check: Callable[[Any], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    args: tuple[Argument, ...]
+    returns: str
+    meaning: str
+
+
+def _days(value: Any) -> str | None:
+    return None if 0 <= value <= MAX_DAYS else f"a number of days from 0 to {MAX_DAYS}"
+
+
+def _event_type(value: Any) -> str | None:
+    return None if _EVENT_TYPE.match(value) else "an event type such as 'click' or 'purchase' (lowercase)"
+
+
+def _tier(value: Any) -> str | None:
+    return None if value in TIERS else "one of " + ", ".join(repr(t) for t in TIERS)
+
+
+def _segment(value: Any) -> str | None:
+    return None if _SEGMENT.match(value) else "a segment name (see `kairos segments show`)"
+
+
+def _instant(value: Any) -> str | None:
+    return None if parse_instant(value) is not None else "an ISO 8601 date such as '2026-12-01' or '2026-12-01T09:00Z'"
+
+
+def _amount(value: Any) -> str | None:
+    return None if abs(value) <= 100_000 else "an amount up to 100000"
+
+
+_DAYS = Argument(int, "a number of days", _days)
+DATE_FUNCTIONS: dict[str, FunctionSpec] = {
+    "date": FunctionSpec((Argument(str, "an ISO 8601 date", _instant),), DATE, "that moment (UTC without an offset)"),
+    "days": FunctionSpec((Argument(float, "a number of days", _amount),), DURATION, "a duration"),
+    "hours": FunctionSpec((Argument(float, "a number of hours", _amount),), DURATION, "a duration"),
+    "weeks": FunctionSpec((Argument(float, "a number of weeks", _amount),), DURATION, "a duration"),
 }
-RECIPIENT_FIELDS = ("id", "email", "timezone", "locale", "consent_email", "consent_push")
-CONTENT_FIELDS = ("id", "title", "url", "topic", "age_hours")
+AUDIENCE_FUNCTIONS: dict[str, FunctionSpec] = {
+    "clicks": FunctionSpec((_DAYS,), NUMBER, "clicks in the last N days"),
+    "opens": FunctionSpec((_DAYS,), NUMBER, "opens in the last N days"),
+    "sends": FunctionSpec((_DAYS,), NUMBER, "messages received in the last N days"),
+    "conversions": FunctionSpec((_DAYS,), NUMBER, "conversions in the last N days"),
+    "events": FunctionSpec((Argument(str, "an event type", _event_type), _DAYS), NUMBER,
+                           "events of a type in the last N days"),
+    "days_since": FunctionSpec((Argument(str, "an event type", _event_type),), NUMBER,
+                               "days since the latest event of a type (missing if never)"),
+    "topic_affinity": FunctionSpec((Argument(str, "a topic"),), NUMBER, "smoothed click rate on a topic"),
+    "segment": FunctionSpec((Argument(str, "a segment name", _segment),), BOOL, "member of a persona segment"),
+    "tier": FunctionSpec((Argument(str, "a propensity tier", _tier),), BOOL, "in a propensity tier"),
+    "now": FunctionSpec((), DATE, "the moment the audience is built"),
+    **DATE_FUNCTIONS,
+}
+CONTENT_FUNCTIONS: dict[str, FunctionSpec] = dict(DATE_FUNCTIONS)
 
-
-class RuleSyntaxError(ValueError):
-    """A rule does not parse; ``column`` is 1-based within the rule text."""
-
-    def __init__(self, column: int, problem: str) -> None:
-        self.column = column
-        self.problem = problem
-        super().__init__(f"column {column}: {problem}")
-
-
-# --- the tree ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Literal:
-    value: Any
-    column: int
-
-
-@dataclass(frozen=True)
-class Name:
-    path: tuple[str, ...]
-    column: int
-
-    @property
-    def dotted(self) -> str:
-        return ".".join(self.path)
-
-
-@dataclass(frozen=True)
-class Call:
-    function: str
-    args: tuple[Any, ...]
-    column: int
-
-
-@dataclass(frozen=True)
-class Unary:
-    op: str
-    operand: Node
-    column: int
-
-
-@dataclass(frozen=True)
-class Binary:
-    op: str
-    left: Node
-    right: Node
-    column: int
-
-
-@dataclass(frozen=True)
-class Membership:
-    operand: Node
-    options: tuple[Any, ...]
-    negated: bool
-    column: int
-
-
-Node = Literal | Name | Call | Unary | Binary | Membership
+RECIPIENT_FIELD_KINDS = {"id": TEXT, "email": TEXT, "timezone": TEXT, "locale": TEXT,
+                         "consent_email": BOOL, "consent_push": BOOL}
+CONTENT_FIELD_KINDS = {"id": TEXT, "title": TEXT, "url": TEXT, "topic": TEXT, "age_hours": NUMBER}
+RECIPIENT_FIELDS = tuple(RECIPIENT_FIELD_KINDS)
+CONTENT_FIELDS = tuple(CONTENT_FIELD_KINDS)
+_FIELD_KINDS = {RECIPIENT_FIELDS: RECIPIENT_FIELD_KINDS, CONTENT_FIELDS: CONTENT_FIELD_KINDS}
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A parsed rule: its text and its tree."""
+    """A parsed, type-checked rule: its text and its tree."""
 
     text: str
     root: Node
 
     def names(self) -> set[str]:
         found: set[str] = set()
-        _walk(self.root, lambda n: found.add(n.dotted) if isinstance(n, Name) else None)
+        walk(self.root, lambda n: found.add(n.dotted) if isinstance(n, Name) else None)
         return found
 
     def calls(self) -> list[Call]:
         found: list[Call] = []
-        _walk(self.root, lambda n: found.append(n) if isinstance(n, Call) else None)
+        walk(self.root, lambda n: found.append(n) if isinstance(n, Call) else None)
         return found
 
-
-def _walk(node: Node, visit: Callable[[Node], None]) -> None:
-    visit(node)
-    if isinstance(node, Unary):
-        _walk(node.operand, visit)
-    elif isinstance(node, Binary):
-        _walk(node.left, visit)
-        _walk(node.right, visit)
-    elif isinstance(node, Membership):
-        _walk(node.operand, visit)
+    def uses(self, function: str) -> bool:
+        return any(call.function == function for call in self.calls())
 
 
-# --- tokens -----------------------------------------------------------------------------------
+def parse_rule(text: str, fields: tuple[str, ...], functions: Mapping[str, FunctionSpec]) -> Rule:
+    """Parse and check ``text``, or raise :class:`RuleSyntaxError` with the column and what was expected.
 
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<number>\d+(?:\.\d+)?)
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>==|!=|<=|>=|<|>|\+|-|\*|/|\(|\)|\[|\]|,|\.)
-""", re.VERBOSE)
-_KEYWORDS = {"and", "or", "not", "in", "true", "false"}
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    column: int
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if not match:
-            if text[position] in "'\"":
-                raise RuleSyntaxError(position + 1, "unterminated string")
-            raise RuleSyntaxError(position + 1, f"unexpected character {text[position]!r}")
-        kind = match.lastgroup or ""
-        if kind != "space":
-            word = match.group()
-            if kind == "name" and word in _KEYWORDS:
-                kind = word
-            tokens.append(_Token(kind, word, position + 1))
-        position = match.end()
-    tokens.append(_Token("end", "", len(text) + 1))
-    return tokens
+    :param fields: the names the context offers (besides ``attributes.<name>``).
+    :param functions: the functions the context offers.
+    """
+    if len(text) > MAX_RULE_LENGTH:
+        raise RuleSyntaxError(MAX_RULE_LENGTH + 1, f"a rule may be at most {MAX_RULE_LENGTH} characters long "
+                              f"(this one has {len(text)})")
+    if not text.strip():
+        raise RuleSyntaxError(1, "the rule is empty; expected a condition such as clicks(30) >= 1")
+    known = ", ".join(f"{f}()" for f in functions) or "none here"
+    root = Parser(text, lambda name: name in functions, known).parse()
+    kinds = _FIELD_KINDS.get(fields) or dict.fromkeys(fields, ANY)
+    checker = _Checker(fields, kinds, functions)
+    kind = checker.kind(root)
+    if kind not in (BOOL, ANY):
+        raise RuleSyntaxError(_column(root), f"expected a condition (a comparison, 'in', 'and', 'or' ...), "
+                              f"but the rule is {_shown(kind)}" + _hint(root, kind))
+    return Rule(text, root)
 
 
-# --- the parser -------------------------------------------------------------------------------
+def pointer(text: str, column: int, width: int = 100) -> str:
+    """The rule (or the stretch of a long one around ``column``) with a caret under the column."""
+    start = max(0, min(column - 1 - width // 2, len(text) - width))
+    shown = text[start:start + width].replace("\n", " ")
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + width < len(text) else ""
+    return f"{prefix}{shown}{suffix}\n{' ' * (len(prefix) + column - 1 - start)}^"
 
-class _Parser:
-    def __init__(self, text: str, fields: tuple[str, ...], functions: Mapping[str, FunctionSignature]):
-        self.tokens = _tokenize(text)
-        self.index = 0
-        self.depth = 0
+
+def _column(node: Node) -> int:
+    while isinstance(node, Binary):  # a binary node's column is its operator; point at its start
+        node = node.left
+    return node.column
+
+
+def _shown(kind: str) -> str:
+    return {BOOL: "true/false", NUMBER: "a number", TEXT: "text", DATE: "a date", DURATION: "a duration",
+            ANY: "an attribute"}.get(kind, kind)
+
+
+def _hint(node: Node, kind: str) -> str:
+    if kind == NUMBER and isinstance(node, Call):
+        return f"; did you mean {node.function}(...) >= 1?"
+    if kind == DURATION:
+        return "; compare it, e.g. now() - attributes.signup_at > days(30)"
+    return ""
+
+
+_COMPARABLE = {BOOL: ("==", "!="), NUMBER: None, TEXT: None, DATE: None, DURATION: None}
+_ARITHMETIC = {
+    (NUMBER, "+", NUMBER): NUMBER, (NUMBER, "-", NUMBER): NUMBER,
+    (NUMBER, "*", NUMBER): NUMBER, (NUMBER, "/", NUMBER): NUMBER,
+    (DATE, "+", DURATION): DATE, (DURATION, "+", DATE): DATE, (DATE, "-", DURATION): DATE,
+    (DATE, "-", DATE): DURATION, (DURATION, "+", DURATION): DURATION, (DURATION, "-", DURATION): DURATION,
+    (DURATION, "*", NUMBER): DURATION, (NUMBER, "*", DURATION): DURATION, (DURATION, "/", NUMBER): DURATION,
+    (DURATION, "/", DURATION): NUMBER,
+}
+
+
+class _Checker:
+    """Infers the kind of every node, refusing what cannot be evaluated."""
+
+    def __init__(self, fields: tuple[str, ...], kinds: Mapping[str, str],
+                 functions: Mapping[str, FunctionSpec]) -> None:
         self.fields = fields
+        self.kinds = kinds
         self.functions = functions
 
-    @property
-    def token(self) -> _Token:
-        return self.tokens[self.index]
+    def kind(self, node: Node) -> str:
+        if isinstance(node, Literal):
+            value = node.value
+            return BOOL if isinstance(value, bool) else TEXT if isinstance(value, str) else NUMBER
+        if isinstance(node, Name):
+            return self.name(node)
+        if isinstance(node, Call):
+            return self.call(node)
+        if isinstance(node, Unary):
+            operand = self.kind(node.operand)
+            if node.op == "not":
+                self.condition(operand, node.operand, "'not' applies to a condition")
+                return BOOL
+            if operand not in (NUMBER, DURATION, ANY):
+                raise RuleSyntaxError(node.column, f"'-' applies to a number, got {_shown(operand)}")
+            return NUMBER if operand == ANY else operand
+        if isinstance(node, Membership):
+            operand = self.kind(node.operand)
+            wanted = _list_kind(node.options)
+            if operand not in (ANY, TEXT, NUMBER) or (wanted is not None and operand not in (ANY, wanted)):
+                raise RuleSyntaxError(node.column, f"'in' compares {_shown(operand)} with a list of "
+                                      f"{_plural(wanted or operand)}; expected a list of {_plural(operand)}")
+            return BOOL
+        left, right = self.kind(node.left), self.kind(node.right)
+        if node.op in ("and", "or"):
+            self.condition(left, node.left, f"'{node.op}' joins conditions")
+            self.condition(right, node.right, f"'{node.op}' joins conditions")
+            return BOOL
+        if node.op in ("+", "-", "*", "/"):
+            return self.arithmetic(node, left, right)
+        return self.comparison(node, left, right)
 
-    def advance(self) -> _Token:
-        token = self.token
-        self.index += 1
-        return token
+    def condition(self, kind: str, node: Node, problem: str) -> None:
+        if kind not in (BOOL, ANY):
+            raise RuleSyntaxError(_column(node), f"{problem}, but this is {_shown(kind)}" + _hint(node, kind))
 
-    def expect(self, text: str, what: str) -> _Token:
-        if self.token.text != text or self.token.kind in ("string",):
-            raise RuleSyntaxError(self.token.column, f"expected {what}, found {self._found()}")
-        return self.advance()
-
-    def _found(self) -> str:
-        return "the end of the rule" if self.token.kind == "end" else repr(self.token.text)
-
-    def nested(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise RuleSyntaxError(self.token.column, f"nested more than {MAX_DEPTH} levels deep")
-
-    def parse(self) -> Node:
-        node = self.parse_or()
-        if self.token.kind != "end":
-            if self.token.text == ")":
-                raise RuleSyntaxError(self.token.column, "unbalanced ')': no '(' to close")
-            raise RuleSyntaxError(self.token.column, f"expected 'and', 'or' or the end, found {self._found()}")
-        return node
-
-    def parse_or(self) -> Node:
-        node = self.parse_and()
-        while self.token.kind == "or":
-            column = self.advance().column
-            node = Binary("or", node, self.parse_and(), column)
-        return node
-
-    def parse_and(self) -> Node:
-        node = self.parse_not()
-        while self.token.kind == "and":
-            column = self.advance().column
-            node = Binary("and", node, self.parse_not(), column)
-        return node
-
-    def parse_not(self) -> Node:
-        if self.token.kind == "not":
-            column = self.advance().column
-            self.nested()
-            operand = self.parse_not()
-            self.depth -= 1
-            return Unary("not", operand, column)
-        return self.parse_comparison()
-
-    def parse_comparison(self) -> Node:
-        left = self.parse_sum()
-        token = self.token
-        if token.kind == "op" and token.text in ("==", "!=", "<", "<=", ">", ">="):
-            self.advance()
-            return Binary(token.text, left, self.parse_sum(), token.column)
-        negated = False
-        if token.kind == "not" and self.tokens[self.index + 1].kind == "in":
-            self.advance()
-            negated = True
-        if self.token.kind == "in":
-            column = self.advance().column
-            return Membership(left, self.parse_list(), negated, column)
-        if negated:
-            raise RuleSyntaxError(self.token.column, "expected 'in' after 'not'")
-        return left
-
-    def parse_sum(self) -> Node:
-        node = self.parse_product()
-        while self.token.kind == "op" and self.token.text in ("+", "-"):
-            token = self.advance()
-            node = Binary(token.text, node, self.parse_product(), token.column)
-        return node
-
-    def parse_product(self) -> Node:
-        node = self.parse_unary()
-        while self.token.kind == "op" and self.token.text in ("*", "/"):
-            token = self.advance()
-            node = Binary(token.text, node, self.parse_unary(), token.column)
-        return node
-
-    def parse_unary(self) -> Node:
-        if self.token.kind == "op" and self.token.text == "-":
-            column = self.advance().column
-            self.nested()
-            operand = self.parse_unary()
-            self.depth -= 1
-            return Unary("-", operand, column)
-        return self.parse_atom()
-
-    def parse_list(self) -> tuple[Any, ...]:
-        self.expect("[", "'[' to start a list")
-        values: list[Any] = []
-        while self.token.text != "]" or self.token.kind == "string":
-            atom = self.parse_atom()
-            if not isinstance(atom, Literal):
-                raise RuleSyntaxError(atom.column, "a list holds only numbers, strings, true or false")
-            values.append(atom.value)
-            if self.token.text == ",":
-                self.advance()
-            elif self.token.text != "]":
-                raise RuleSyntaxError(self.token.column, f"expected ',' or ']', found {self._found()}")
-        self.advance()
-        return tuple(values)
-
-    def parse_atom(self) -> Node:
-        token = self.token
-        if token.kind == "number":
-            self.advance()
-            return Literal(float(token.text) if "." in token.text else int(token.text), token.column)
-        if token.kind == "string":
-            self.advance()
-            return Literal(_unquote(token.text), token.column)
-        if token.kind in ("true", "false"):
-            self.advance()
-            return Literal(token.kind == "true", token.column)
-        if token.kind == "op" and token.text == "(":
-            self.advance()
-            self.nested()
-            node = self.parse_or()
-            self.depth -= 1
-            if self.token.text != ")":
-                raise RuleSyntaxError(self.token.column,
-                                      f"unbalanced '(' at column {token.column}: expected ')', found {self._found()}")
-            self.advance()
-            return node
-        if token.kind == "name":
-            return self.parse_name()
-        raise RuleSyntaxError(token.column, f"expected a value, a name or '(', found {self._found()}")
-
-    def parse_name(self) -> Node:
-        first = self.advance()
-        if self.token.text == "(" and self.token.kind == "op":
-            return self.parse_call(first)
-        path = [first.text]
-        while self.token.kind == "op" and self.token.text == ".":
-            self.advance()
-            if self.token.kind != "name":
-                raise RuleSyntaxError(self.token.column, f"expected a name after '.', found {self._found()}")
-            path.append(self.advance().text)
-        for part in path:
-            if part.startswith("_"):
-                raise RuleSyntaxError(first.column, f"names may not start with '_' ({'.'.join(path)!r})")
-        if path[0] == "attributes":
-            if len(path) != 2:
-                raise RuleSyntaxError(first.column, "expected attributes.<name>, e.g. attributes.plan")
-        elif len(path) != 1 or path[0] not in self.fields:
-            raise RuleSyntaxError(first.column, f"unknown name {'.'.join(path)!r}; expected one of "
+    def name(self, node: Name) -> str:
+        if node.path[0] == "attributes":
+            if len(node.path) != 2:
+                raise RuleSyntaxError(node.column, "expected attributes.<name>, e.g. attributes.plan")
+            return ANY
+        if len(node.path) != 1 or node.path[0] not in self.fields:
+            hint = " (functions are called with parentheses)" if node.dotted in self.functions else ""
+            raise RuleSyntaxError(node.column, f"unknown name {node.dotted!r}{hint}; expected one of "
                                   + ", ".join(self.fields) + " or attributes.<name>")
-        return Name(tuple(path), first.column)
+        return self.kinds[node.path[0]]
 
-    def parse_call(self, name: _Token) -> Node:
-        signature = self.functions.get(name.text)
-        if signature is None:
-            known = ", ".join(f"{f}()" for f in self.functions) or "none here"
-            raise RuleSyntaxError(name.column, f"unknown function {name.text!r}; expected one of {known}")
-        self.advance()
-        args: list[Any] = []
-        while self.token.text != ")" or self.token.kind == "string":
-            atom = self.parse_atom()
-            if not isinstance(atom, Literal):
-                raise RuleSyntaxError(atom.column, f"{name.text}() takes literal arguments")
-            args.append(atom)
-            if self.token.text == ",":
-                self.advance()
-            elif self.token.text != ")":
-                raise RuleSyntaxError(self.token.column, f"expected ',' or ')', found {self._found()}")
-        self.advance()
-        if len(args) != len(signature):
-            raise RuleSyntaxError(name.column, f"{name.text}() takes {len(signature)} argument(s), "
-                                  f"got {len(args)}")
-        for atom, wanted in zip(args, signature, strict=True):
-            if type(atom.value) is not wanted:
-                raise RuleSyntaxError(atom.column, f"{name.text}() expects {_type_name(wanted)} here, "
-                                      f"got {atom.value!r}")
-            if isinstance(atom.value, int) and atom.value < 0:
-                raise RuleSyntaxError(atom.column, f"{name.text}() expects a non-negative number")
-        return Call(name.text, tuple(a.value for a in args), name.column)
+    def call(self, node: Call) -> str:
+        spec = self.functions[node.function]
+        if len(node.args) != len(spec.args):
+            wanted = ", ".join(a.meaning for a in spec.args) or "no arguments"
+            raise RuleSyntaxError(node.column, f"{node.function}() takes {len(spec.args)} argument(s) "
+                                  f"({wanted}), got {len(node.args)}")
+        columns = node.arg_columns or (node.column,) * len(node.args)
+        for value, argument, column in zip(node.args, spec.args, columns, strict=True):
+            fits = (isinstance(value, argument.kind) and not isinstance(value, bool)) or \
+                (argument.kind is float and isinstance(value, int) and not isinstance(value, bool))
+            if not fits:
+                raise RuleSyntaxError(column, f"{node.function}() expects {argument.meaning} "
+                                      f"({_type_name(argument.kind)}) here, got {value!r}")
+            problem = argument.check(value) if argument.check else None
+            if problem is not None:
+                raise RuleSyntaxError(column, f"{node.function}() expects {problem}, got {value!r}")
+        return spec.returns
+
+    def arithmetic(self, node: Binary, left: str, right: str) -> str:
+        if ANY in (left, right):
+            other = right if left == ANY else left
+            if other in (ANY, NUMBER):
+                return NUMBER
+            if other == DATE and node.op == "-":
+                return DURATION
+            if other == DURATION and node.op in ("+", "-"):
+                return DATE
+            if other == DURATION and node.op in ("*", "/"):
+                return DURATION
+        result = _ARITHMETIC.get((left, node.op, right))
+        if result is None:
+            raise RuleSyntaxError(node.column, f"cannot combine {_shown(left)} and {_shown(right)} with "
+                                  f"{node.op!r}" + (" (durations are written days(n), hours(n) or weeks(n))"
+                                                    if DATE in (left, right) or DURATION in (left, right) else ""))
+        return result
+
+    def comparison(self, node: Binary, left: str, right: str) -> str:
+        if ANY not in (left, right):
+            if left != right:
+                hint = ""
+                if {left, right} == {DURATION, NUMBER}:
+                    hint = "; write the number as a duration, e.g. days(30)"
+                raise RuleSyntaxError(node.column, f"cannot compare {_shown(left)} with {_shown(right)} using "
+                                      f"{node.op!r}" + hint)
+            allowed = _COMPARABLE.get(left)
+            if allowed is not None and node.op not in allowed:
+                raise RuleSyntaxError(node.column, f"true/false values are compared with == or !=, not {node.op!r}")
+        return BOOL
+
+
+def _plural(kind: str) -> str:
+    return {BOOL: "true/false values", NUMBER: "numbers", TEXT: "'strings'"}.get(kind, _shown(kind))
+
+
+def _list_kind(options: tuple[Any, ...]) -> str | None:
+    if not options:
+        return None
+    first = options[0]
+    return BOOL if isinstance(first, bool) else TEXT if isinstance(first, str) else NUMBER
 
 
 def _type_name(kind: type) -> str:
-    return {int: "a whole number", str: "a string", float: "a number"}.get(kind, kind.__name__)
-
-
-def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text[1:-1])
-
-
-def parse_rule(text: str, fields: tuple[str, ...], functions: Mapping[str, FunctionSignature]) -> Rule:
-    """Parse ``text`` into a :class:`Rule`, or raise :class:`RuleSyntaxError` with the column."""
-    if len(text) > MAX_RULE_LENGTH:
-        raise RuleSyntaxError(MAX_RULE_LENGTH, f"a rule may be at most {MAX_RULE_LENGTH} characters long")
-    if not text.strip():
-        raise RuleSyntaxError(1, "the rule is empty")
-    return Rule(text, _Parser(text, fields, functions).parse())
-
-
-# --- evaluation over columns ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Column:
-    """A vector of values with a mask of which are present (missing values compare false)."""
-
-    values: np.ndarray
-    present: np.ndarray
-
-
-def column_from_values(values: list[Any]) -> Column:
-    """Build a typed :class:`Column` from Python values (numbers, strings, booleans, None)."""
-    present = np.array([v is not None for v in values], dtype=bool)
-    kinds = {type(v) for v in values if v is not None}
-    if kinds <= {bool}:
-        return Column(np.array([bool(v) for v in values], dtype=bool), present)
-    if kinds <= {int, float}:
-        return Column(np.array([float("nan") if v is None else float(v) for v in values]), present)
-    return Column(np.array(["" if v is None else str(v) for v in values], dtype=object), present)
-
-
-Resolver = Callable[[Name | Call], Column]
-
-
-class RuleTypeError(ValueError):
-    """A rule compares values of incompatible types (e.g. a text attribute with a number)."""
-
-    def __init__(self, column: int, problem: str) -> None:
-        self.column = column
-        self.problem = problem
-        super().__init__(f"column {column}: {problem}")
-
-
-_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-            ">": np.greater, ">=": np.greater_equal}
-_ARITHMETIC = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
-
-
-def evaluate(rule: Rule, size: int, resolve: Resolver) -> np.ndarray:
-    """Evaluate ``rule`` over ``size`` rows; ``resolve`` supplies a :class:`Column` per name or call.
-
-    Returns a boolean mask. A missing value makes its comparison false (and ``not`` of it true).
-    """
-    result = _evaluate(rule.root, size, resolve)
-    if result.values.dtype != bool:
-        raise RuleTypeError(1, "the rule must be a condition (a comparison, 'in', 'and', 'or' ...)")
-    return np.asarray(result.values & result.present, dtype=bool)
-
-
-def _evaluate(node: Node, size: int, resolve: Resolver) -> Column:
-    if isinstance(node, Literal):
-        value = node.value
-        dtype: Any = bool if isinstance(value, bool) else (float if isinstance(value, int | float) else object)
-        return Column(np.full(size, value, dtype=dtype), np.ones(size, dtype=bool))
-    if isinstance(node, Name | Call):
-        return resolve(node)
-    if isinstance(node, Unary):
-        operand = _evaluate(node.operand, size, resolve)
-        if node.op == "not":
-            _require(operand, bool, node.column, "'not' applies to a condition")
-            return Column(~(operand.values & operand.present), np.ones(size, dtype=bool))
-        _require(operand, float, node.column, "'-' applies to a number")
-        return Column(-operand.values, operand.present)
-    if isinstance(node, Membership):
-        operand = _evaluate(node.operand, size, resolve)
-        options = list(node.options)
-        hits = np.isin(operand.values, np.array(options, dtype=operand.values.dtype
-                                               if operand.values.dtype != object else object))
-        hits &= operand.present
-        return Column(~hits if node.negated else hits, np.ones(size, dtype=bool))
-    left = _evaluate(node.left, size, resolve)
-    right = _evaluate(node.right, size, resolve)
-    if node.op in ("and", "or"):
-        _require(left, bool, node.column, f"'{node.op}' joins conditions")
-        _require(right, bool, node.column, f"'{node.op}' joins conditions")
-        a, b = left.values & left.present, right.values & right.present
-        return Column(a & b if node.op == "and" else a | b, np.ones(size, dtype=bool))
-    if node.op in _ARITHMETIC:
-        _require(left, float, node.column, f"'{node.op}' applies to numbers")
-        _require(right, float, node.column, f"'{node.op}' applies to numbers")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = _ARITHMETIC[node.op](left.values, right.values)
-        return Column(values, left.present & right.present & np.isfinite(values))
-    if _kind(left) != _kind(right):
-        raise RuleTypeError(node.column, f"cannot compare {_kind(left)} with {_kind(right)} using {node.op!r}")
-    values = _COMPARE[node.op](left.values, right.values)
-    return Column(np.asarray(values, dtype=bool), left.present & right.present)
-
-
-def _kind(column: Column) -> str:
-    if column.values.dtype == bool:
-        return "true/false"
-    return "a number" if column.values.dtype.kind in "fiu" else "text"
-
-
-def _require(column: Column, kind: type, position: int, problem: str) -> None:
-    names: dict[type, str] = {bool: "true/false", float: "a number"}
-    wanted = names[kind]
-    if _kind(column) != wanted:
-        raise RuleTypeError(position, f"{problem}, got {_kind(column)}")
+    return {int: "a whole number", str: "a 'string'", float: "a number"}.get(kind, kind.__name__)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import DataError
+from engine.store.consent import ConsentChange, record_changes
 from engine.store.db import Store, upsert
 from engine.store.tables import ContentItem, Device, Event, Recipient, utcnow
 
@@ -171,7 +172,8 @@ def _attributes(row: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 
 # --- one parser per kind ----------------------------------------------------------------------
 
-RECIPIENT_COLUMNS = ("id", "email", "timezone", "locale", "consent_email", "consent_push")
+RECIPIENT_COLUMNS = ("id", "email", "timezone", "locale", "consent_email", "consent_push",
+                     "consent_email_source", "consent_email_at", "consent_push_source", "consent_push_at")
 
 
 def _recipient(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -193,6 +195,9 @@ def _recipient(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "attributes": _attributes(row, RECIPIENT_COLUMNS),
         "created_at": now,
         "updated_at": now,
+        # (channel, source, at) of the consent this row states; popped before the upsert
+        "consent": [(channel, _text(row, f"consent_{channel}_source"),
+                     _instant(row, f"consent_{channel}_at", required=False)) for channel in ("email", "push")],
     }
 
 
@@ -322,6 +327,7 @@ def parse_file(kind: str, path: Path, now: datetime | None = None) -> list[dict[
 def import_file(store: Store, kind: str, path: Path, now: datetime | None = None) -> ImportResult:
     """Validate then write ``path`` in one transaction; returns how many rows were written."""
     rows = parse_file(kind, path, now)
+    stated = [row.pop("consent") for row in rows] if kind == "recipients" else []
     with store.session() as session:
         before = session.connection().exec_driver_sql(f"SELECT COUNT(*) FROM {_TABLE[kind]}").scalar_one()
         for start in range(0, len(rows), CHUNK):
@@ -337,6 +343,12 @@ def import_file(store: Store, kind: str, path: Path, now: datetime | None = None
             else:
                 upsert(session, Event, chunk, ["id"])
         after = session.connection().exec_driver_sql(f"SELECT COUNT(*) FROM {_TABLE[kind]}").scalar_one()
+        if kind == "recipients":
+            moment = now or utcnow()
+            record_changes(session, [ConsentChange(row["id"], channel, row[f"consent_{channel}"],
+                                                   source or f"import {path.name}", at or moment)
+                                     for row, consents in zip(rows, stated, strict=True)
+                                     for channel, source, at in consents], moment)
     return ImportResult(kind, len(rows), int(after - before) if kind == "events" else len(rows))
 
 

@@ -25,6 +25,11 @@ def address_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+def recipient_hash(recipient_id: str) -> str:
+    """SHA-256 of a recipient id: how an erased recipient without an address stays suppressed."""
+    return hashlib.sha256(b"recipient\x1f" + recipient_id.encode()).hexdigest()
+
+
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), IN_CHUNK):
         yield values[start:start + IN_CHUNK]
@@ -161,6 +166,7 @@ def variant_outcomes(session: Session, campaign: str, goal_event: str) -> dict[s
 def suppressed_recipients(session: Session, recipients: Sequence[RecipientRow], channel: str) -> set[str]:
     """The ids among ``recipients`` that must not be contacted on ``channel``."""
     by_hash = {address_hash(r.email): r.id for r in recipients if r.email}
+    by_hash.update((recipient_hash(r.id), r.id) for r in recipients)
     found: set[str] = set()
     channels = ["all", channel]
     ids = [r.id for r in recipients]

@@ -226,3 +226,66 @@ class ModelVersion(SQLModel, table=True):
     metrics: dict[str, Any] = _json(default_factory=dict)
     artifact: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     promoted: bool = False
+
+
+class ConsentRecord(SQLModel, table=True):
+    """One change of a recipient's consent on a channel: granted or withdrawn, by what source, when.
+
+    ``Recipient.consent_email`` / ``consent_push`` hold the current state (what plans and sends
+    check); these rows are its history, so "who said yes, where and when" has an answer.
+    """
+
+    __tablename__: ClassVar[str] = "consent_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_id: str = Field(index=True, max_length=200)
+    channel: str = Field(max_length=16)
+    granted: bool
+    source: str = Field(max_length=200)
+    at: datetime = _ts()
+    recorded_at: datetime = _ts(default_factory=utcnow)
+
+
+class SegmentBuild(SQLModel, table=True):
+    """One build of the persona segments; ``version`` grows by one per build."""
+
+    __tablename__: ClassVar[str] = "segment_build"
+
+    version: int | None = Field(default=None, primary_key=True)
+    built_at: datetime = _ts(default_factory=utcnow)
+    method: str = Field(max_length=32)
+    k: int
+    silhouette: float | None = None
+    recipients: int
+    min_size: int
+    features: list[str] = _json(default_factory=list)
+
+
+class Segment(SQLModel, table=True):
+    """A persona of one build: its name, size and what distinguishes it (z-scores per feature)."""
+
+    __table_args__ = (sa.UniqueConstraint("version", "name", name="uq_segment_version_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(index=True)
+    name: str = Field(max_length=100)
+    size: int
+    profile: dict[str, Any] = _json(default_factory=dict)
+
+
+class SegmentMember(SQLModel, table=True):
+    """Which persona a recipient was in, per build (memberships are versioned, never updated)."""
+
+    __tablename__: ClassVar[str] = "segment_member"
+    __table_args__ = (sa.Index("ix_segment_member_version_segment", "version", "segment"),)
+
+    version: int = Field(primary_key=True)
+    recipient_id: str = Field(primary_key=True, max_length=200)
+    segment: str = Field(max_length=100)
+
+
+# Behavioural aggregates (clicks in the last N days, the latest click, clicks per topic) read
+# events by type and time and group them by recipient: this index answers them without touching
+# the table, on SQLite and PostgreSQL alike.
+sa.Index("ix_event_type_ts_recipient_item", Event.__table__.c.type, Event.__table__.c.ts,  # type: ignore[attr-defined]
+         Event.__table__.c.recipient_id, Event.__table__.c.item_id)  # type: ignore[attr-defined]
