@@ -8,7 +8,7 @@ simulator (:meth:`EventColumns.from_columns`), which is how tests and benchmarks
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +22,18 @@ CHANNELS = ("email", "push")
 DAY = 86400.0
 
 
+def is_none(array: np.ndarray) -> np.ndarray:
+    """True where an object array holds None."""
+    return np.asarray(np.equal(array, None))  # type: ignore[call-overload]
+
+
 def codes(values: Sequence[Any] | np.ndarray, vocabulary: Sequence[str] | np.ndarray) -> np.ndarray:
     """The index of each value in ``vocabulary`` (-1 when absent or None), vectorized."""
     vocab = np.asarray([str(v) for v in vocabulary], dtype=str) if len(vocabulary) else np.array([], dtype=str)
     if len(values) == 0 or len(vocab) == 0:
         return np.full(len(values), -1, dtype=np.int64)
     array = np.asarray(values, dtype=object)
-    missing = np.equal(array, None)
+    missing = is_none(array)
     text = np.where(missing, "", array).astype(str)
     order = np.argsort(vocab)
     position = np.searchsorted(vocab[order], text).clip(0, len(vocab) - 1)
@@ -39,7 +44,7 @@ def codes(values: Sequence[Any] | np.ndarray, vocabulary: Sequence[str] | np.nda
 def vocabulary(values: Sequence[Any]) -> tuple[str, ...]:
     """The distinct non-None values, sorted."""
     array = np.asarray(values, dtype=object)
-    present = array[~np.equal(array, None)]
+    present = array[~is_none(array)]
     return tuple(str(v) for v in np.unique(present.astype(str))) if len(present) else ()
 
 
@@ -88,7 +93,7 @@ class EventColumns:
         return self.select((self.ts >= since) & (self.ts < until))
 
     @classmethod
-    def from_columns(cls, columns: dict[str, Sequence[Any]], recipient_ids: Sequence[str]) -> EventColumns:
+    def from_columns(cls, columns: Mapping[str, Sequence[Any]], recipient_ids: Sequence[str]) -> EventColumns:
         """Build from columns named as :data:`engine.store.queries.EVENT_COLUMN_NAMES` (``ts`` as
         aware datetimes or epoch seconds)."""
         count = len(columns["recipient_id"])
@@ -130,7 +135,7 @@ _VOCABULARIES = ("recipient_ids", "kinds", "item_ids", "topics", "campaigns", "v
 
 def _numbers(values: Sequence[Any], missing: float) -> np.ndarray:
     array = np.asarray(values, dtype=object)
-    return np.where(np.equal(array, None), missing, array).astype(np.float64)
+    return np.where(is_none(array), missing, array).astype(np.float64)
 
 
 def load_events(session: Session, recipient_ids: Sequence[str] | None, since: datetime, until: datetime,

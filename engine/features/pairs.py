@@ -25,6 +25,7 @@ from engine.features.recipients import BASE_NAMES, RecipientFeatures
 CROSS_NAMES = ("topic_affinity", "topic_affinity_lift", "topic_click_share", "topic_impressions",
                "sent_before", "clicked_before")
 AFFINITY_PRIOR = 3.0  # pseudo-impressions at the topic's population click rate
+SHARE_PRIOR = 2.0     # pseudo-clicks spread as everyone's clicks are
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,13 @@ class FeatureSchema:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (BASE_NAMES + tuple(f"recipient.{a}" for a in self.recipient_encoding.names) + ITEM_NAMES
-                + ("item_topic",) + tuple(f"item.{a}" for a in self.item_encoding.names) + CROSS_NAMES)
+        return (*BASE_NAMES, *(f"recipient.{a}" for a in self.recipient_encoding.names), *ITEM_NAMES,
+                "item_topic", *(f"item.{a}" for a in self.item_encoding.names), *CROSS_NAMES)
 
     @property
     def categorical(self) -> tuple[str, ...]:
-        return (tuple(f"recipient.{a}" for a in self.recipient_encoding.categorical) + ("item_topic",)
-                + tuple(f"item.{a}" for a in self.item_encoding.categorical))
+        return (*(f"recipient.{a}" for a in self.recipient_encoding.categorical), "item_topic",
+                *(f"item.{a}" for a in self.item_encoding.categorical))
 
     def to_json(self) -> dict[str, Any]:
         return {"recipient_attributes": self.recipient_encoding.to_json(),
@@ -68,6 +69,7 @@ class PairInputs:
     affinity: np.ndarray           # (recipients x item topics + 1): last column for unknown topics
     lift: np.ndarray
     share: np.ndarray
+    share_lift: np.ndarray         # share against the topic's share of everyone's clicks
     shown: np.ndarray
     item_topic: np.ndarray         # (items,) column into the four arrays above
     item_in_log: np.ndarray        # (items,) index into the recipient features' item vocabulary, or -1
@@ -77,37 +79,37 @@ class PairInputs:
 
     @property
     def width(self) -> int:
-        return self.recipient_values.shape[1] + self.item_values.shape[1] + len(CROSS_NAMES)
+        return int(self.recipient_values.shape[1] + self.item_values.shape[1] + len(CROSS_NAMES))
 
 
 def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: ItemTable,
                 item_attributes: Sequence[Mapping[str, Any]]) -> PairInputs:
     """Precompute the per-recipient and per-item parts of the matrix (cheap: no pairs yet)."""
-    topic_code = codes(list(items.topic_names), list(schema.topics)).astype(np.float32)
-    item_values = np.column_stack([
-        items.values(), np.where(topic_code >= 0, topic_code, np.nan)[items.topic_codes] if len(items)
-        else np.zeros(0), schema.item_encoding.encode(item_attributes)]).astype(np.float32) if len(items) \
-        else np.zeros((0, len(ITEM_NAMES) + 1 + len(schema.item_encoding.attributes)), dtype=np.float32)
-    clicks, shown = recipients.topic_clicks, recipients.topic_impressions
+    schema_topic = codes(list(items.topic_names), list(schema.topics)).astype(np.float32)
+    item_topic_code = np.where(schema_topic >= 0, schema_topic, np.nan)[items.topic_codes]
+    item_values = np.column_stack([items.values(), item_topic_code, schema.item_encoding.encode(item_attributes)])
+
+    clicks, impressions = recipients.topic_clicks, recipients.topic_impressions
     rate = recipients.topic_click_rate
     overall = recipients.values[:, BASE_NAMES.index("click_rate")].astype(np.float64)[:, None]
-    affinity = (clicks + AFFINITY_PRIOR * rate[None, :]) / (shown + AFFINITY_PRIOR)
     total_clicks = clicks.sum(axis=1, keepdims=True)
-    population_share = (clicks.sum(axis=0) + 1.0) / (clicks.sum() + len(rate)) if len(rate) else rate
-    share = (clicks + population_share[None, :]) / (total_clicks + 1.0)
-    unknown_share = 1.0 / (total_clicks + 1.0) / max(len(rate), 1)
-    # Column -1 is for topics the log has never seen: the recipient's overall rate, no lift.
+    population_share = (clicks.sum(axis=0) + 1.0) / (clicks.sum() + len(rate))
+    affinity = (clicks + AFFINITY_PRIOR * rate[None, :]) / (impressions + AFFINITY_PRIOR)
+    share = (clicks + SHARE_PRIOR * population_share[None, :]) / (total_clicks + SHARE_PRIOR)
+    # The extra last column stands for topics the log has never seen: no evidence either way.
+    n = len(clicks)
     affinity = np.hstack([affinity, overall])
-    share = np.hstack([share, unknown_share])
-    shown = np.hstack([shown, np.zeros((len(shown), 1))])
+    share_lift = np.hstack([share / population_share[None, :], np.ones((n, 1))])
+    share = np.hstack([share, 1.0 / (total_clicks + 1.0) / max(len(rate), 1)])
+    shown = np.hstack([impressions, np.zeros((n, 1))])
     in_log_topic = codes(list(items.topic_names), list(recipients.topics))
-    item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes] if len(items) \
-        else np.zeros(0, dtype=np.int64)
+    item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes]
     return PairInputs(
-        recipient_values=recipients.values, item_values=item_values, affinity=affinity,
-        lift=affinity / np.maximum(overall, 1e-6), share=share, shown=shown, item_topic=item_topic,
-        item_in_log=codes(list(items.ids), list(recipients.item_ids)), n_log_items=max(len(recipients.item_ids), 1),
-        sent_pairs=recipients.sent_pairs, clicked_pairs=recipients.clicked_pairs,
+        recipient_values=recipients.values, item_values=item_values.astype(np.float32), affinity=affinity,
+        lift=affinity / np.maximum(overall, 1e-6), share=share, share_lift=share_lift, shown=shown,
+        item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
+        n_log_items=max(len(recipients.item_ids), 1), sent_pairs=recipients.sent_pairs,
+        clicked_pairs=recipients.clicked_pairs,
     )
 
 

@@ -23,7 +23,7 @@ def save_ranker(session: Session, campaign: str, ranker: LightGBMRanker, metrics
 
 def load_ranker(session: Session, model_id: int) -> LightGBMRanker:
     """The ranker stored as ``model_id``; :class:`ModelError` if it is missing or damaged."""
-    key = (str(session.get_bind().url), model_id)
+    key = (str(session.get_bind().engine.url), model_id)
     if key not in _LOADED:
         row = queries.model_version(session, model_id=model_id)
         if row is None or row.artifact is None:

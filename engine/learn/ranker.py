@@ -48,19 +48,20 @@ class ItemScorer(ABC):
 
 
 class PopularityScorer(ItemScorer):
-    """Cold start: the log of the item's smoothed click rate plus the log of the recipient's
-    affinity lift for its topic, minus a penalty for items the recipient was already sent."""
+    """Cold start: the log of the item's smoothed click rate plus the log of how much more of the
+    recipient's clicks go to the item's topic than everyone's do, minus a penalty for items the
+    recipient was already sent."""
 
     version = "popularity-affinity-2"
 
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         popularity = inputs.item_values[item_index, 0].astype(np.float64)
-        lift = inputs.lift[recipient_index, inputs.item_topic[item_index]]
-        matrix_sent = pair_matrix_column(inputs, recipient_index, item_index)
-        return np.asarray(np.log(popularity) + np.log(lift) - SEEN_PENALTY * matrix_sent)
+        lift = inputs.share_lift[recipient_index, inputs.item_topic[item_index]]
+        already_sent = sent_before(inputs, recipient_index, item_index)
+        return np.asarray(np.log(popularity) + np.log(lift) - SEEN_PENALTY * already_sent)
 
 
-def pair_matrix_column(inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+def sent_before(inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
     """The ``sent_before`` cross feature of each pair."""
     logged = inputs.item_in_log[item_index]
     keys = np.where(logged >= 0, recipient_index * inputs.n_log_items + logged, -1)
@@ -107,6 +108,7 @@ class LightGBMRanker(ItemScorer):
         return np.asarray(self.booster.predict(matrix, raw_score=True, num_threads=2))
 
     def to_bytes(self) -> bytes:
+        assert self.schema is not None
         header = {"objective": self.objective, "version": self.version, "schema": self.schema.to_json(),
                   "metrics": self.metrics}
         return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + \

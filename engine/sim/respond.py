@@ -26,6 +26,8 @@ from engine.sim.population import TOPICS, Catalog, Population
 
 SLOT_DECAY = np.array([1.0, 0.8, 0.65, 0.55, 0.5, 0.45, 0.4, 0.35])
 UNSUBSCRIBE_BASE = 0.002
+_NAMES = ("id", "recipient_id", "ts", "type", "item_id", "topic", "channel", "campaign", "variant", "position",
+          "propensity", "message_id")
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,6 @@ class SimEvents:
         return [{**dict(zip(names, values, strict=True)), "ts": datetime.fromtimestamp(values[2], UTC)}
                 for values in zip(*(self.columns[n] for n in names), strict=True)]
 
-
-_NAMES = ("id", "recipient_id", "ts", "type", "item_id", "topic", "channel", "campaign", "variant", "position",
-          "propensity", "message_id")
 
 
 def open_probability(world: World, sends: Sends, recent_messages: np.ndarray) -> np.ndarray:

@@ -275,7 +275,7 @@ def campaign_message_sends(session: Session, campaign: str, until: datetime) -> 
     """One row per message a campaign sent before ``until``: recipient_id, ts, variant, channel."""
     rows = session.execute(
         sa.select(col(Event.recipient_id), col(Event.ts), col(Event.variant), col(Event.channel))
-        .where(Event.campaign == campaign, Event.type == "sent", col(Event.ts) < until,
+        .where(col(Event.campaign) == campaign, col(Event.type) == "sent", col(Event.ts) < until,
                sa.or_(col(Event.position).is_(None), col(Event.position) == 0))).all()
     names = ("recipient_id", "ts", "variant", "channel")
     return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)} if rows \
