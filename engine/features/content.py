@@ -8,7 +8,8 @@ the same features when it is trained and when it is used:
 - popularity: click rate per impression over 90 days, smoothed toward the pool's rate;
 - goal rate: goal events that name the item per impression, smoothed the same way;
 - trend: the last 7 days' click rate against the 90-day rate (above 1: rising);
-- freshness: age in hours; topic; the item's attributes.
+- freshness: age in hours, capped at :data:`FRESHNESS_CAP_HOURS` (past a week an item is just
+  old; uncapped, the exact age would let a model memorize items by it); topic; attributes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from engine.store.tables import ContentItem
 PRIOR_SENDS = 20.0
 LONG_DAYS = 90
 RECENT_DAYS = 7
+FRESHNESS_CAP_HOURS = 168.0
 ITEM_NAMES = ("item_popularity", "item_goal_rate", "item_trend", "item_impressions_90d", "item_clicks_90d",
               "item_age_hours")
 
@@ -78,7 +80,8 @@ class ItemTable:
     def values(self) -> np.ndarray:
         """(items x len(ITEM_NAMES)) float32, in the order of :data:`ITEM_NAMES`."""
         return np.column_stack([self.popularity, self.goal_rate, self.trend, np.log1p(self.counts.impressions),
-                                np.log1p(self.counts.clicks), self.age_hours]).astype(np.float32)
+                                np.log1p(self.counts.clicks),
+                                np.clip(self.age_hours, 0.0, FRESHNESS_CAP_HOURS)]).astype(np.float32)
 
 
 class _ItemColumns:

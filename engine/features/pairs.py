@@ -6,7 +6,9 @@ matrix built at send time has exactly the columns the model was trained on.
 
 Cross features, per pair: the recipient's smoothed click rate on the item's topic, that rate
 against the recipient's own overall rate, the topic's share of the recipient's clicks, how often
-the topic was shown to them, and whether this very item was already sent to or clicked by them.
+the topic was shown to them, whether one of their attributes names the topic, whether this very
+item was already sent to or clicked by them, and the cold-start score (log popularity plus log
+topic-share lift; trees find such products hard to build from their parts).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from engine.features.events import codes
 from engine.features.recipients import BASE_NAMES, RecipientFeatures
 
 CROSS_NAMES = ("topic_affinity", "topic_affinity_lift", "topic_click_share", "topic_impressions",
-               "sent_before", "clicked_before")
+               "topic_declared", "sent_before", "clicked_before", "prior_score")
 AFFINITY_PRIOR = 3.0  # pseudo-impressions at the topic's population click rate
 SHARE_PRIOR = 2.0     # pseudo-clicks spread as everyone's clicks are
 
@@ -71,6 +73,7 @@ class PairInputs:
     share: np.ndarray
     share_lift: np.ndarray         # share against the topic's share of everyone's clicks
     shown: np.ndarray
+    declared: np.ndarray
     item_topic: np.ndarray         # (items,) column into the four arrays above
     item_in_log: np.ndarray        # (items,) index into the recipient features' item vocabulary, or -1
     n_log_items: int
@@ -102,12 +105,13 @@ def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: Ite
     share_lift = np.hstack([share / population_share[None, :], np.ones((n, 1))])
     share = np.hstack([share, 1.0 / (total_clicks + 1.0) / max(len(rate), 1)])
     shown = np.hstack([impressions, np.zeros((n, 1))])
+    declared = np.hstack([recipients.declared_topics, np.zeros((n, 1), dtype=bool)])
     in_log_topic = codes(list(items.topic_names), list(recipients.topics))
     item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes]
     return PairInputs(
         recipient_values=recipients.values, item_values=item_values.astype(np.float32), affinity=affinity,
         lift=affinity / np.maximum(overall, 1e-6), share=share, share_lift=share_lift, shown=shown,
-        item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
+        declared=declared, item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
         n_log_items=max(len(recipients.item_ids), 1), sent_pairs=recipients.sent_pairs,
         clicked_pairs=recipients.clicked_pairs,
     )
@@ -133,10 +137,13 @@ def pair_matrix(inputs: PairInputs, recipient_index: np.ndarray, item_index: np.
     matrix[:, cross + 1] = inputs.lift[recipient_index, topic]
     matrix[:, cross + 2] = inputs.share[recipient_index, topic]
     matrix[:, cross + 3] = inputs.shown[recipient_index, topic]
+    matrix[:, cross + 4] = inputs.declared[recipient_index, topic]
     logged = inputs.item_in_log[item_index]
     keys = np.where(logged >= 0, recipient_index * inputs.n_log_items + logged, -1)
-    matrix[:, cross + 4] = _member(keys, inputs.sent_pairs)
-    matrix[:, cross + 5] = _member(keys, inputs.clicked_pairs)
+    matrix[:, cross + 5] = _member(keys, inputs.sent_pairs)
+    matrix[:, cross + 6] = _member(keys, inputs.clicked_pairs)
+    matrix[:, cross + 7] = (np.log(inputs.item_values[item_index, 0].astype(np.float64))
+                            + np.log(inputs.share_lift[recipient_index, topic]))
     return matrix
 
 

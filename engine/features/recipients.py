@@ -7,7 +7,8 @@ Everything is computed from the events of the last :data:`HORIZON_DAYS` before `
   days since the last open, click and conversion;
 - engagement: smoothed click rate per impression and open rate per message, and engagement per
   channel (opens and clicks per message on that channel);
-- per-topic counts (impressions and clicks) from which :mod:`engine.features.pairs` derives
+- per-topic counts (impressions and clicks), and which topics a categorical attribute names
+  (an interest declared at sign-up), from which :mod:`engine.features.pairs` derives
   the affinity for a given item's topic;
 - hour-of-week activity (opens and clicks by local hour of the week) for send-time choice, and
   the share of activity in the current local hour;
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from engine.features.attributes import AttributeEncoding
-from engine.features.events import CHANNELS, DAY, EventColumns
+from engine.features.events import CHANNELS, DAY, EventColumns, codes
 
 HORIZON_DAYS = 90
 WINDOWS_DAYS = (1, 7, 30, 90)
@@ -51,6 +52,7 @@ class RecipientFeatures:
     topic_impressions: np.ndarray   # (recipients x topics)
     topic_clicks: np.ndarray        # (recipients x topics)
     topic_click_rate: np.ndarray    # (topics,) population click rate per topic
+    declared_topics: np.ndarray     # (recipients x topics) a categorical attribute names the topic
     hour_of_week: np.ndarray        # (recipients x 168) opens and clicks by local hour of week
     item_ids: tuple[str, ...]       # the item vocabulary of the pair keys below
     sent_pairs: np.ndarray          # sorted recipient * len(item_ids) + item, of items sent before
@@ -66,6 +68,23 @@ def zone_offsets(zones: Sequence[str], at: datetime) -> np.ndarray:
     offsets = np.array([(at.astimezone(ZoneInfo(str(n))).utcoffset() or timedelta(0)).total_seconds()
                         for n in names])
     return np.asarray(offsets[inverse.reshape(-1)] if len(names) else np.zeros(0))
+
+
+def event_offsets(zones: Sequence[str], recipient: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Seconds east of UTC at each event, in its recipient's zone on the event's day (so a
+    daylight-saving change inside the horizon does not shift the hours before it)."""
+    if len(ts) == 0:
+        return np.zeros(0)
+    names, zone_code = np.unique(np.asarray(zones, dtype=str), return_inverse=True)
+    day = np.floor(ts / DAY).astype(np.int64)
+    key = zone_code.reshape(-1)[recipient] * (day.max() - day.min() + 1) + (day - day.min())
+    distinct, inverse = np.unique(key, return_inverse=True)
+    span = day.max() - day.min() + 1
+    offsets = np.array([
+        (datetime.fromtimestamp(float((day.min() + k % span) * DAY + DAY / 2), UTC)
+         .astimezone(ZoneInfo(str(names[k // span]))).utcoffset() or timedelta(0)).total_seconds()
+        for k in distinct])
+    return np.asarray(offsets[inverse.reshape(-1)])
 
 
 def hour_of_week(epoch_seconds: np.ndarray) -> np.ndarray:
@@ -119,7 +138,8 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
 
     offsets = zone_offsets(zones, cutoff) if n else np.zeros(0)
     week = np.zeros((n, HOURS_OF_WEEK))
-    np.add.at(week, (who[engaged], hour_of_week(log.ts[engaged] + offsets[who[engaged]])), 1.0)
+    local = log.ts[engaged] + event_offsets(zones, who[engaged], log.ts[engaged])
+    np.add.at(week, (who[engaged], hour_of_week(local)), 1.0)
     by_hour = week.reshape(n, 7, 24).sum(axis=1)
     now_hour = (np.floor((end + offsets) / 3600.0).astype(np.int64) % 24) if n else np.zeros(0, dtype=np.int64)
     population_hours = by_hour.sum(axis=0) + 1.0
@@ -137,6 +157,14 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     np.add.at(topic_clicks, (who[clicks_mask & with_topic], log.topic[clicks_mask & with_topic]), 1.0)
     topic_rate = (topic_clicks.sum(axis=0) + population_ctr * 20.0) / (topic_impressions.sum(axis=0) + 20.0)
 
+    declared = np.zeros((n, len(events.topics)), dtype=bool)
+    lowered = [t.lower() for t in events.topics]
+    for attribute in encoding.attributes:
+        if attribute.kind == "category":
+            texts = [str(row.get(attribute.name, "")).lower() for row in attributes]
+            named = codes(texts, lowered)
+            declared[np.flatnonzero(named >= 0), named[named >= 0]] = True
+
     n_items = max(len(events.item_ids), 1)
     with_item = log.item >= 0
     sent_pairs = np.unique(who[impressions & with_item] * n_items + log.item[impressions & with_item])
@@ -147,6 +175,6 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     return RecipientFeatures(
         names=BASE_NAMES + tuple(f"recipient.{a}" for a in encoding.names),
         values=values.astype(np.float32), topics=events.topics, topic_impressions=topic_impressions,
-        topic_clicks=topic_clicks, topic_click_rate=topic_rate, hour_of_week=week, item_ids=events.item_ids,
-        sent_pairs=sent_pairs, clicked_pairs=clicked_pairs,
+        topic_clicks=topic_clicks, topic_click_rate=topic_rate, declared_topics=declared, hour_of_week=week,
+        item_ids=events.item_ids, sent_pairs=sent_pairs, clicked_pairs=clicked_pairs,
     )

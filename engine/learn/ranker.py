@@ -21,6 +21,10 @@ from engine.errors import ModelError
 from engine.features.pairs import FeatureSchema, PairInputs, all_pairs, pair_matrix
 
 MAGIC = b"kairos-ranker 1\n"
+# Domain knowledge the model must respect, all else equal: a more popular item, or one closer to
+# the recipient's known tastes, never scores lower. It keeps noisy features from inverting them.
+INCREASING = ("item_popularity", "item_goal_rate", "prior_score", "topic_affinity", "topic_click_share",
+              "topic_declared")
 CHUNK_PAIRS = 65536  # pairs scored per call: bounded memory whatever the batch
 SEEN_PENALTY = 5.0
 
@@ -142,6 +146,7 @@ def fit_booster(matrix: np.ndarray, labels: np.ndarray, group_sizes: Sequence[in
         "lambda_l2": params.lambda_l2, "num_threads": params.threads, "seed": seed, "deterministic": True,
         "force_col_wise": True, "verbosity": -1, "min_data_per_group": 20, "cat_smooth": 10.0,
     }
+    settings["monotone_constraints"] = [1 if name in INCREASING else 0 for name in names]
     if objective == "lambdarank":
         settings.update({"label_gain": [0.0, 1.0, 3.0], "lambdarank_truncation_level": max(k * 2, 10),
                          "eval_at": [k]})

@@ -7,6 +7,8 @@ Ground truth is planted so learning can be checked against it:
   still differ;
 - each recipient has an active local hour (when they read mail) and a time zone;
 - each recipient prefers a channel (email or push) and tires of frequent sends (fatigue);
+- each recipient declared an interest when signing up (the ``interest`` attribute): their
+  group's favourite topic for most, another topic for the rest, so attributes carry signal;
 - each item has a topic and a quality.
 
 How they answer a message is in :mod:`engine.sim.respond`. All randomness comes from the given
@@ -28,6 +30,7 @@ GROUP_NAMES = ("sports fans", "news readers", "techies", "culture lovers", "trav
 FIRST_NAMES = ("Ana", "Bill", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jo", "Kemal", "Lena",
                "Mateo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tara")
 ACTIVE_HOURS = (7, 8, 12, 13, 18, 19, 20, 21)
+DECLARED_TRUTHFULLY = 0.75  # share whose declared interest is their group's favourite topic
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Population:
     consent_push: np.ndarray
     channel_taste: np.ndarray  # (recipients x 2): open multiplier on email, push
     fatigue: np.ndarray        # open probability is multiplied by fatigue ** (messages in the last 7 days)
+    interest: tuple[str, ...]  # the topic declared at sign-up (observable)
     conversion: np.ndarray     # P(conversion | click)
     first_name: tuple[str, ...]
 
@@ -56,7 +60,7 @@ class Population:
         return [{
             "id": rid, "email": f"{rid}@example.test", "timezone": self.zone[i], "locale": "en",
             "consent_email": bool(self.consent_email[i]), "consent_push": bool(self.consent_push[i]),
-            "plan": self.plan[i], "first_name": self.first_name[i],
+            "plan": self.plan[i], "first_name": self.first_name[i], "interest": self.interest[i],
         } for i, rid in enumerate(self.ids)]
 
     def click_probability(self, recipients: np.ndarray, item_topics: np.ndarray,
@@ -87,6 +91,8 @@ def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GR
     engagement = rng.gamma(4.0, 0.25, size=size) * np.where(plan == "pro", 1.3, 1.0)
     zones = rng.integers(0, len(ZONES), size=size)
     prefers_push = rng.random(size) < 0.35
+    declared = np.where(rng.random(size) < DECLARED_TRUTHFULLY, (2 * group) % len(TOPICS),
+                        rng.integers(0, len(TOPICS), size=size))
     channel_taste = np.column_stack([np.where(prefers_push, 0.6, 1.0), np.where(prefers_push, 1.4, 0.5)])
     return Population(
         ids=tuple(f"r{n:05d}" for n in range(size)),
@@ -100,6 +106,7 @@ def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GR
         consent_push=rng.random(size) < push_rate,
         channel_taste=channel_taste,
         fatigue=rng.uniform(0.75, 0.95, size=size),
+        interest=tuple(TOPICS[t] for t in declared),
         conversion=rng.uniform(0.05, 0.25, size=size),
         first_name=tuple(FIRST_NAMES[i] for i in rng.integers(0, len(FIRST_NAMES), size=size)),
     )

@@ -152,22 +152,25 @@ def respond(world: World, sends: Sends, rng: np.random.Generator, recent_message
     return events
 
 
-def uniform_sends(world: World, at: datetime, items_per_message: int, rng: np.random.Generator) -> Sends:
-    """One message to everyone who consented to email, with uniformly random items, at ``at``."""
+def uniform_sends(world: World, day: datetime, items_per_message: int, rng: np.random.Generator) -> Sends:
+    """One message to everyone who consented to email, with uniformly random items, at a
+    uniformly random hour of ``day`` (UTC)."""
     population, catalog = world.population, world.catalog
     reachable = np.flatnonzero(population.consent_email)
     m = len(catalog.ids)
     k = min(items_per_message, m)
     picks = np.argsort(rng.random((len(reachable), m)), axis=1)[:, :k]
     propensity = np.tile(1.0 / (m - np.arange(k)), (len(reachable), 1))
-    return Sends(recipient=reachable, items=picks, at=np.full(len(reachable), at.timestamp()),
+    midnight = day.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    at = midnight + rng.integers(0, 24, size=len(reachable)) * 3600.0
+    return Sends(recipient=reachable, items=picks, at=at,
                  channel=np.zeros(len(reachable), dtype=int), variant=np.zeros(len(reachable), dtype=int),
                  propensity=propensity)
 
 
 def simulate_history(population: Population, catalog: Catalog, *, weeks: int, items_per_message: int,
                      now: datetime, rng: np.random.Generator, campaign: str = "history") -> SimEvents:
-    """Weekly messages of uniformly random items sent to everyone at 09:00 UTC, and the answers.
+    """Weekly messages of uniformly random items sent to everyone at a random hour, and the answers.
 
     The logging policy is known (every remaining item equally likely in each slot), so each
     `sent` impression carries its true propensity, as history imported from another sender would.
@@ -176,7 +179,7 @@ def simulate_history(population: Population, catalog: Catalog, *, weeks: int, it
     events = SimEvents()
     recent = np.zeros(len(population))
     for week in range(weeks, 0, -1):
-        day = (now - timedelta(days=7 * week)).replace(hour=9, minute=0, second=0, microsecond=0)
+        day = now - timedelta(days=7 * week)
         sends = uniform_sends(world, day, items_per_message, rng)
         answered = respond(world, sends, rng, recent[sends.recipient], campaign=campaign, variant_names=("",),
                            tag=f"{campaign}-w{week}")
