@@ -15,7 +15,8 @@ README = (ROOT / "README.md").read_text()
 def registered_commands() -> list[str]:
     import engine.cli.campaigns
     import engine.cli.data
-    import engine.cli.demo  # noqa: F401
+    import engine.cli.demo
+    import engine.cli.learning  # noqa: F401
 
     group = typer.main.get_group(app)
     return sorted(group.commands)

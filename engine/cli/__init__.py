@@ -32,7 +32,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def main() -> None:
     """Entry point of the ``kairos`` console script."""
-    from engine.cli import campaigns, data, demo  # noqa: F401  (register the commands)
+    from engine.cli import campaigns, data, demo, learning  # noqa: F401  (register the commands)
 
     try:
         # Without standalone mode click returns (rather than raises) the code of typer.Exit.

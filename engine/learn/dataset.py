@@ -27,7 +27,7 @@ from engine.features.events import DAY, EventColumns, codes
 from engine.features.pairs import FeatureSchema, pair_inputs, pair_matrix
 from engine.features.recipients import HORIZON_DAYS, recipient_features
 from engine.learn.attribution import last_touch
-from engine.learn.ranker import PopularityScorer
+from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.store.tables import ContentItem
 
 
@@ -110,6 +110,28 @@ class Impressions:
             matrix[in_day] = pair_matrix(inputs, self.recipient[chosen], self.item[chosen])
             baseline[in_day] = PopularityScorer().score_pairs(inputs, self.recipient[chosen], self.item[chosen])
         return matrix, baseline
+
+
+    def score_every_item(self, scorer: ItemScorer, rows: np.ndarray) -> np.ndarray:
+        """(rows x items) ``scorer``'s score of every pool item for each row's recipient, with
+        features as of that row's send day (what the scorer would have seen then)."""
+        schema = scorer.schema or FeatureSchema(AttributeEncoding(), AttributeEncoding(),
+                                                tuple(sorted({i.topic or "" for i in self.items})))
+        scores = np.empty((len(rows), len(self.items)))
+        item_attributes = [i.attributes for i in self.items]
+        days = np.floor(self.ts[rows] / DAY)
+        for day in np.unique(days):
+            in_day = np.flatnonzero(days == day)
+            cutoff = datetime.fromtimestamp(float(day * DAY), UTC)
+            recipients = recipient_features(self.events, self.zones, self.attributes, schema.recipient_encoding,
+                                            cutoff)
+            counts = counts_from_events(self.events, [i.id for i in self.items], cutoff.timestamp(),
+                                        self.goal.event)
+            inputs = pair_inputs(schema, recipients, item_table(self.items, counts, cutoff), item_attributes)
+            who = np.repeat(self.recipient[rows[in_day]], len(self.items))
+            what = np.tile(np.arange(len(self.items)), len(in_day))
+            scores[in_day] = scorer.score_pairs(inputs, who, what).reshape(len(in_day), len(self.items))
+        return scores
 
 
 def label_impressions(events: EventColumns, impression_rows: np.ndarray, goal: Goal) -> np.ndarray:

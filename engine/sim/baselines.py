@@ -3,8 +3,8 @@
 - ``blast``: the same items to everyone (the best click rates in the history), the first
   variant, at a fixed 09:00 local time;
 - ``segment rule``: a marketer's hand-made rule: recipients split by a segment (plan, the topic
-  they clicked most, the interest they declared, their time-zone region), each segment getting its own best items (by the
-  segment's click rates in the history) at its own most common open hour;
+  they clicked most, the interest they declared, their time-zone region), each segment getting
+  its own best items (by the segment's click rates in the history) at its most common open hour;
 - ``oracle``: knows the hidden truth: each recipient's best items by their true click
   probability, at their active hour, with the best variant.
 

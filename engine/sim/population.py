@@ -132,8 +132,10 @@ class Catalog:
         } for j, iid in enumerate(self.ids)]
 
 
-def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator) -> Catalog:
-    """``size`` items spread over every topic, published over the last three days."""
+def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator, *,
+                 published_before: timedelta = timedelta(0)) -> Catalog:
+    """``size`` items spread over every topic, published over three days up to ``published_before``
+    before ``now`` (set it to the history's length so every logged send had the whole catalog)."""
     topic = np.arange(size) % len(TOPICS)
     rng.shuffle(topic)
     ages = rng.uniform(0, 72, size=size)
@@ -142,5 +144,5 @@ def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator) 
         ids=tuple(f"{pool}-{j:03d}" for j in range(size)),
         topic=topic,
         quality=rng.uniform(0.6, 1.4, size=size),
-        published_at=tuple(now - timedelta(hours=float(a)) for a in ages),
+        published_at=tuple(now - published_before - timedelta(hours=float(a)) for a in ages),
     )
