@@ -8,6 +8,7 @@ promoted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -113,10 +114,10 @@ class LightGBMRanker(ItemScorer):
 
     def to_bytes(self) -> bytes:
         assert self.schema is not None
+        model = self.booster.model_to_string().encode()
         header = {"objective": self.objective, "version": self.version, "schema": self.schema.to_json(),
-                  "metrics": self.metrics}
-        return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + \
-            self.booster.model_to_string().encode()
+                  "metrics": self.metrics, "sha256": hashlib.sha256(model).hexdigest()}
+        return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + model
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "model") -> LightGBMRanker:
@@ -127,6 +128,9 @@ class LightGBMRanker(ItemScorer):
             header_line, model_text = data[len(MAGIC):].split(b"\n", 1)
             header = json.loads(header_line)
             schema = FeatureSchema.from_json(header["schema"])
+            # LightGBM aborts the process on a truncated model, so check integrity before it parses.
+            if hashlib.sha256(model_text).hexdigest() != header["sha256"]:
+                raise ValueError("its checksum does not match: the artifact is damaged or truncated")
             booster = lgb.Booster(model_str=model_text.decode())
         except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
             raise ModelError(f"{where}: the stored ranker cannot be loaded ({exc})") from None
