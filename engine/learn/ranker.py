@@ -125,6 +125,8 @@ class LightGBMRanker(ItemScorer):
         if not data.startswith(MAGIC):
             raise ModelError(f"{where}: not a Kairos ranker artifact (it does not start with {MAGIC!r})")
         try:
+            if b"\n" not in data[len(MAGIC):]:
+                raise ValueError("the artifact is damaged or truncated")
             header_line, model_text = data[len(MAGIC):].split(b"\n", 1)
             header = json.loads(header_line)
             schema = FeatureSchema.from_json(header["schema"])
