@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.features.recipients import zone_offsets
 from engine.sim.population import TOPICS, ZONES, Catalog, Population
-from engine.sim.respond import SimEvents, World
+from engine.sim.respond import SLOT_DECAY, SimEvents, World
 
 DAY = 86400.0
 
@@ -123,3 +123,13 @@ def oracle(world: World, recipients: np.ndarray, k: int, window: tuple[int, int]
 
 SEGMENT_RULES = ("plan", "favourite topic", "declared interest", "time-zone region")
 BaselineFactory = Callable[[np.ndarray], Plan]
+
+
+def click_given_open(world: World, recipients: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """P(at least one click | opened) of each message (``items``: slots, -1 empty), from the truth."""
+    population, catalog = world.population, world.catalog
+    k = items.shape[1]
+    who = np.repeat(recipients[:, None], k, axis=1)
+    p = population.click_probability(who, catalog.topic[items.clip(0)], catalog.quality[items.clip(0)])
+    p = np.where(items >= 0, p * SLOT_DECAY[:k][None, :], 0.0)
+    return np.asarray(1.0 - np.prod(1.0 - p, axis=1))
