@@ -32,8 +32,9 @@ PRIOR_SENDS = 20.0
 LONG_DAYS = 90
 RECENT_DAYS = 7
 FRESHNESS_CAP_HOURS = 168.0
-ITEM_NAMES = ("item_popularity", "item_goal_rate", "item_trend", "item_impressions_90d", "item_clicks_90d",
-              "item_age_hours")
+# Raw counts are left out on purpose: they grow week by week and tell items apart, so a model
+# learns them as item identities that no longer hold a week later; the rates carry their signal.
+ITEM_NAMES = ("item_popularity", "item_goal_rate", "item_trend", "item_age_hours")
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ class ItemTable:
 
     def values(self) -> np.ndarray:
         """(items x len(ITEM_NAMES)) float32, in the order of :data:`ITEM_NAMES`."""
-        return np.column_stack([self.popularity, self.goal_rate, self.trend, np.log1p(self.counts.impressions),
-                                np.log1p(self.counts.clicks),
+        return np.column_stack([self.popularity, self.goal_rate, self.trend,
                                 np.clip(self.age_hours, 0.0, FRESHNESS_CAP_HOURS)]).astype(np.float32)
 
 

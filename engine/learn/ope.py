@@ -9,7 +9,7 @@ logged propensity), the reward that followed ``r_i``, and the new (target) polic
 - DR, doubly robust: mean(sum_a pi(a|x_i) q(x_i, a) + w_i (r_i - q(x_i, a_i))) with a reward
   model q: unbiased when the propensities are right, low variance when q is good.
 
-Intervals are percentile bootstrap intervals (resampling decisions). The effective sample size
+Intervals are percentile bootstrap intervals (resampling decisions with replacement). The effective sample size
 (sum w)^2 / sum w^2 and the largest weight say how much the estimate can be trusted: a few
 decisions with huge weights mean the logs rarely did what the new policy would do.
 """
@@ -78,15 +78,19 @@ def evaluate_policy(rewards: np.ndarray, logged_propensity: np.ndarray, target_p
     terms = {"ips": weights * rewards}
     if direct is not None and logged_prediction is not None:
         terms["dr"] = direct + weights * (rewards - logged_prediction)
-    # Bootstrap by resampling counts: each replicate reweights the decisions it drew.
-    counts = np.vstack([rng.multinomial(n, np.full(n, 1.0 / n), size=min(100, bootstrap - start)).astype(np.float32)
-                        for start in range(0, bootstrap, 100)])
+    columns = {**terms, "weights": weights, "rewards": rewards}
+    sums = {name: np.empty(bootstrap) for name in columns}
+    step = max(1, 2_000_000 // n)  # replicates per chunk: bounded memory
+    for start in range(0, bootstrap, step):
+        drawn = rng.integers(0, n, size=(min(step, bootstrap - start), n))
+        for name, values in columns.items():
+            sums[name][start:start + len(drawn)] = values[drawn].sum(axis=1)
     estimates: dict[str, Estimate] = {}
     for name, values in terms.items():
-        estimates[name] = _interval(counts @ values / n, float(values.mean()))
-    snips_samples = (counts @ (weights * rewards)) / np.maximum(counts @ weights, 1e-12)
+        estimates[name] = _interval(sums[name] / n, float(values.mean()))
+    snips_samples = sums["ips"] / np.maximum(sums["weights"], 1e-12)
     estimates["snips"] = _interval(snips_samples, float((weights * rewards).sum() / max(weights.sum(), 1e-12)))
-    logged = _interval(counts @ rewards / n, float(rewards.mean()))
+    logged = _interval(sums["rewards"] / n, float(rewards.mean()))
     ordered: dict[str, Estimate] = {name: estimates[name] for name in ("ips", "snips", "dr") if name in estimates}
     return OffPolicyReport(
         decisions=n, logged=logged, estimates=ordered,

@@ -30,7 +30,7 @@ class SmallWorld:
         return EventColumns.from_columns(self.history.columns, list(self.population.ids))
 
     def items(self) -> list[ContentItem]:
-        return [ContentItem(**{k: v for k, v in row.items()}) for row in self.catalog.content_rows()]
+        return [ContentItem(**row) for row in self.catalog.content_rows()]
 
     def attributes(self) -> list[dict[str, Any]]:
         rows = self.population.recipient_rows()

@@ -35,8 +35,8 @@ def test_ips_snips_and_dr_cover_the_true_value_of_another_policy() -> None:
         for name, estimate in report.estimates.items():
             covered[name] += estimate.covers(true_value)
             errors[name].append(estimate.value - true_value)
-    for name in covered:
-        assert covered[name] >= 0.8 * trials, (name, covered)      # 95% intervals: most cover
+    for name, count in covered.items():
+        assert count >= 0.8 * trials, (name, covered)      # 95% intervals: most cover
         assert abs(np.mean(errors[name])) < 0.01, (name, np.mean(errors[name]))  # no systematic bias
     # DR's reward model makes it the tightest of the three.
     assert np.std(errors["dr"]) < np.std(errors["ips"])
