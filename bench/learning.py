@@ -146,7 +146,7 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
 
 HILLSTROM_CAMPAIGN = """
 [campaign]
-name = "hillstrom"
+name = "hillstrom-{goal}"
 goal = "{goal}"
 goal_window = "14d"
 
@@ -160,7 +160,7 @@ subject = "New arrivals"
 template = "digest"
 
 [optimize]
-exploration = 0.05
+exploration = 0.02
 """
 ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": "none"}
 
@@ -223,7 +223,7 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
     for goal in ("visit", "convert"):
         (directory / goal).mkdir(exist_ok=True)
         specs[goal] = campaign_file(directory / goal, HILLSTROM_CAMPAIGN.format(goal=goal))
-    params = TrainingParams(rounds=150, num_leaves=15, min_data_in_leaf=200, lambda_l2=10.0)
+    params = TrainingParams(rounds=400, num_leaves=7, min_data_in_leaf=1000, lambda_l2=20.0)
     reports = {goal: train_campaign(store, spec, now, np.random.default_rng(seed), params=params,
                                     recipient_ids=train_ids) for goal, spec in specs.items()}
     models: dict[str, LightGBMRanker] = {}

@@ -28,6 +28,7 @@ INCREASING = ("item_popularity", "item_goal_rate", "prior_score", "topic_affinit
               "topic_declared")
 CHUNK_PAIRS = 65536  # pairs scored per call: bounded memory whatever the batch
 SEEN_PENALTY = 5.0
+EARLY_STOPPING_ROUNDS = 30
 
 
 class ItemScorer(ABC):
@@ -142,9 +143,28 @@ class LightGBMRanker(ItemScorer):
         return cls(booster, schema, str(header["objective"]), str(header["version"]), dict(header["metrics"]))
 
 
-def fit_booster(matrix: np.ndarray, labels: np.ndarray, group_sizes: Sequence[int] | None, schema: FeatureSchema,
-                objective: str, params: TrainingParams, seed: int, k: int) -> lgb.Booster:
-    """Train LightGBM: LambdaRank over message groups, or a pointwise binary objective."""
+@dataclass(frozen=True)
+class TrainingData:
+    """A feature matrix with its labels and (LambdaRank) message group sizes, rows grouped."""
+
+    matrix: np.ndarray
+    labels: np.ndarray
+    group_sizes: Sequence[int] | None = None
+
+    def dataset(self, schema: FeatureSchema, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        return lgb.Dataset(self.matrix, label=self.labels,
+                           group=list(self.group_sizes) if self.group_sizes is not None else None,
+                           feature_name=list(schema.names), categorical_feature=list(schema.categorical),
+                           reference=reference, free_raw_data=True)
+
+
+def fit_booster(data: TrainingData, schema: FeatureSchema, objective: str, params: TrainingParams, seed: int, k: int,
+                stopping: TrainingData | None = None) -> lgb.Booster:
+    """Train LightGBM: LambdaRank over message groups, or a pointwise binary objective.
+
+    :param stopping: held-out rows that stop boosting once they stop improving (at most
+        ``params.rounds`` rounds), so the number of trees fits the data rather than a guess.
+    """
     names = list(schema.names)
     settings: dict[str, Any] = {
         "objective": objective, "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
@@ -156,7 +176,10 @@ def fit_booster(matrix: np.ndarray, labels: np.ndarray, group_sizes: Sequence[in
     if objective == "lambdarank":
         settings.update({"label_gain": [0.0, 1.0, 3.0], "lambdarank_truncation_level": max(k * 2, 10),
                          "eval_at": [k]})
+    settings["metric"] = "ndcg" if objective == "lambdarank" else "binary_logloss"
     settings.update(params.extra)
-    dataset = lgb.Dataset(matrix, label=labels, group=list(group_sizes) if group_sizes is not None else None,
-                          feature_name=names, categorical_feature=list(schema.categorical), free_raw_data=True)
-    return lgb.train(settings, dataset, num_boost_round=params.rounds)
+    dataset = data.dataset(schema)
+    if stopping is None:
+        return lgb.train(settings, dataset, num_boost_round=params.rounds)
+    return lgb.train(settings, dataset, num_boost_round=params.rounds, valid_sets=[stopping.dataset(schema, dataset)],
+                     callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)])
