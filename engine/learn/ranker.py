@@ -13,13 +13,15 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from engine.errors import ModelError
 from engine.features.pairs import FeatureSchema, PairInputs, all_pairs, pair_matrix
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MAGIC = b"kairos-ranker 1\n"
 # Domain knowledge the model must respect, all else equal: a more popular item, or one closer to
@@ -123,6 +125,8 @@ class LightGBMRanker(ItemScorer):
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "model") -> LightGBMRanker:
         """Load an artifact written by :meth:`to_bytes`; a damaged one raises :class:`ModelError`."""
+        import lightgbm as lgb  # imported when a model is used: commands without one start faster
+
         if not data.startswith(MAGIC):
             raise ModelError(f"{where}: not a Kairos ranker artifact (it does not start with {MAGIC!r})")
         try:
@@ -152,6 +156,8 @@ class TrainingData:
     group_sizes: Sequence[int] | None = None
 
     def dataset(self, schema: FeatureSchema, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        import lightgbm as lgb
+
         return lgb.Dataset(self.matrix, label=self.labels,
                            group=list(self.group_sizes) if self.group_sizes is not None else None,
                            feature_name=list(schema.names), categorical_feature=list(schema.categorical),
@@ -165,6 +171,8 @@ def fit_booster(data: TrainingData, schema: FeatureSchema, objective: str, param
     :param stopping: held-out rows that stop boosting once they stop improving (at most
         ``params.rounds`` rounds), so the number of trees fits the data rather than a guess.
     """
+    import lightgbm as lgb
+
     names = list(schema.names)
     settings: dict[str, Any] = {
         "objective": objective, "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
