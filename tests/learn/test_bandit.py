@@ -142,3 +142,30 @@ def test_outcomes_are_credited_inside_the_goal_window_and_carried_across_runs(tm
     distribution, context = policy.variant_distribution(outcomes, exploiting)
     np.testing.assert_allclose(distribution, [0.0, 1.0])
     assert context["paused_variants"] == ["a"]
+
+
+def test_a_staged_send_explores_on_a_share_then_exploits_after_the_wait(tmp_path: Path) -> None:
+    from engine.learn.sendtime import plan_campaign_send_times
+
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    spec = load_campaign(write_campaign(tmp_path, 'staged = { explore = 0.2, wait = "4h" }'), tmp_path / "templates")
+    t0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    ids = [f"r{n}" for n in range(2000)]
+    with store.session() as session:
+        times = plan_campaign_send_times(session, spec, ids, ["UTC"] * len(ids), t0, np.random.default_rng(0))
+    first = np.array([t.at == t0 for t in times])
+    assert 0.17 < first.mean() < 0.23
+    assert all(t.at == t0 + timedelta(hours=4) for t, now in zip(times, first, strict=True) if not now)
+    # The explore share went out at t0 with arm b doing better; before the wait: even split.
+    with store.session() as session:
+        session.add_all(Event(id=f"s{n}", recipient_id=f"r{n}", type="sent", ts=t0, campaign="promo",
+                              variant="ab"[n % 2], position=0, message_id=n) for n in range(400))
+        session.add_all(Event(id=f"c{n}", recipient_id=f"r{n}", type="click", ts=t0 + timedelta(hours=1),
+                              campaign="promo") for n in range(400) if n % 2 == 1 and n % 3 == 0)
+    for hours, expected, stage in ((2, [0.5, 0.5], "explore"), (5, [0.0, 1.0], "exploit")):
+        policy = Policy(spec, np.random.default_rng(0))
+        with store.session() as session:
+            outcomes, exploiting = policy.arm_outcomes(session, t0 + timedelta(hours=hours))
+        distribution, context = policy.variant_distribution(outcomes, exploiting)
+        np.testing.assert_allclose(distribution, expected)
+        assert context["stage"] == stage
