@@ -30,7 +30,7 @@ CAMPAIGN = """
 
 def seeded(project: Project) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    world = small_world(size=500, weeks=5, seed=21, start=now - timedelta(hours=2))
+    world = small_world(size=1000, weeks=5, seed=21, start=now - timedelta(hours=2))
     seed_store(project.store(), world.population, [world.catalog], world.history, now)
     project.write("campaigns/digest.toml", CAMPAIGN)
 
