@@ -109,7 +109,7 @@ def demo(
 def _train(store: Store, spec: CampaignSpec, rng: np.random.Generator) -> None:
     """Train the campaign's ranker from the simulated history (what `kairos train` does)."""
     try:
-        report = train_campaign(store, spec, now(), rng, params=TrainingParams(rounds=100))
+        report = train_campaign(store, spec, now(), rng, params=TrainingParams(rounds=60))
     except KairosError as exc:
         out.print(f"{spec.name}: no ranker trained ({exc}); popularity decides", markup=False)
         return

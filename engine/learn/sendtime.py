@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlmodel import Session
 
-from engine.features.events import DAY, load_events
+from engine.features.events import load_events
 from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_week, zone_offsets
 from engine.spec.model import CampaignSpec, Schedule
 
@@ -171,5 +171,5 @@ def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids
                            rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0))
 
 
-__all__ = ["DAY", "SendTime", "allowed_minutes", "choose_send_times", "hour_preferences", "plan_campaign_send_times",
+__all__ = ["SendTime", "allowed_minutes", "choose_send_times", "hour_preferences", "plan_campaign_send_times",
            "plan_send_times"]
