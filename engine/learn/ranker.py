@@ -92,6 +92,7 @@ class TrainingParams:
     feature_fraction: float = 0.9
     lambda_l2: float = 10.0
     min_data_per_category: int = 200
+    early_stopping: bool = True
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -102,7 +102,8 @@ def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, param
 
     messages = impressions.message[rows]
     stop_messages = np.random.default_rng(seed).random(int(messages.max()) + 1 if len(messages) else 0) < STOPPING_SHARE
-    stopping = stop_messages[messages] if len(rows) >= MIN_ROWS_TO_STOP_EARLY else np.zeros(len(rows), dtype=bool)
+    enough = params.early_stopping and len(rows) >= MIN_ROWS_TO_STOP_EARLY
+    stopping = stop_messages[messages] if enough else np.zeros(len(rows), dtype=bool)
     held = data(np.flatnonzero(stopping)) if stopping.any() else None
     booster = fit_booster(data(np.flatnonzero(~stopping)), schema, objective, params, seed, k, held)
     return LightGBMRanker(booster, schema, objective, version)
