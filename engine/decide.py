@@ -1,41 +1,49 @@
 """The policy: fresh features + models -> one :class:`Decision` per recipient, with probabilities.
 
 Called at send time for a batch of recipients (and by ``kairos plan`` to show what it would do
-now). Everything is vectorized over (recipients x items); the only Python loops are over slots
-and over the finished decisions to package them.
+now). In order, for the whole batch at once:
 
-Items: each slot takes the best remaining item by score with probability ``1 - exploration``,
-or a uniformly random remaining one with probability ``exploration``. The logged probability of
-an item in a slot is its chance given the items already placed in earlier slots, so per slot the
-probabilities of all candidates sum to 1.
+1. features: each recipient's from the event log up to now, each item's from the pool now;
+2. items: the campaign's promoted ranker scores every (recipient x item) pair (the popularity
+   fallback when no model has been promoted yet), and :mod:`engine.learn.exploration` fills
+   the slots, logging each pick's probability given the earlier slots;
+3. channel: the predicted engagement on each reachable channel, with exploration;
+4. variant: the bandit over the campaign's variants, from outcomes credited inside the goal
+   window across all runs, behind the guardrail, or the stages of a staged test.
 
-Scores: the log of the item's smoothed click rate plus the log of the recipient's affinity for
-the item's topic, minus a penalty for items the recipient was already sent. (The learned ranker
-replaces this score; the selection and logging around it stay.)
+Everything is vectorized over recipients and items; the only Python loops are over slots and
+over the finished decisions to package them.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from sqlmodel import Session
 
 from engine.audience.build import reachable
+from engine.features.attributes import AttributeEncoding
 from engine.features.content import ItemTable, build_item_table
-from engine.features.recipients import already_sent, topic_affinity
-from engine.learn.bandit import mix_exploration, variant_policy
+from engine.features.events import load_events
+from engine.features.pairs import FeatureSchema, PairInputs, pair_inputs
+from engine.features.recipients import HORIZON_DAYS, RecipientFeatures, recipient_features
+from engine.learn.bandit import ArmOutcomes, Guardrail, StagedTest, mix_exploration, variant_policy
+from engine.learn.channel import choose_channels, predicted_rates
+from engine.learn.exploration import SlotPicks, fill_slots
+from engine.learn.models import promoted_ranker
+from engine.learn.outcomes import arm_outcomes
+from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.spec.model import CampaignSpec
 from engine.store import queries
 from engine.store.queries import RecipientRow
 
-RANKER_VERSION = "popularity-affinity-1"
-AFFINITY_WEIGHT = 1.0
-SEEN_PENALTY = 5.0
+CHANNEL_MODEL = "engagement-1"
+OUTCOME_REFRESH = timedelta(seconds=60)
+_HASH_MULTIPLIERS = np.random.default_rng(20261).integers(1, 2**62, size=512, dtype=np.uint64) | np.uint64(1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class Decision:
     model_versions: dict[str, str]
     features_hash: str
     candidates: tuple[tuple[str, int, float], ...] = field(default=(), compare=False)
+    context: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def propensity(self) -> float:
@@ -70,7 +79,7 @@ class Decision:
 
     def log(self) -> dict[str, Any]:
         """The JSON form stored on the `sent` event and written by ``kairos plan``."""
-        return {
+        logged = {
             "items": [{"id": p.id, "slot": p.slot, "score": round(p.score, 6), "probability": p.probability}
                       for p in self.items],
             "channel": self.channel,
@@ -81,21 +90,168 @@ class Decision:
             "model_versions": self.model_versions,
             "features_hash": self.features_hash,
         }
+        logged.update(self.context)
+        return logged
+
+
+@dataclass(frozen=True)
+class BatchFeatures:
+    """Everything a batch's decisions are computed from (no store access after this)."""
+
+    recipient_ids: tuple[str, ...]
+    items: ItemTable
+    recipients: RecipientFeatures
+    inputs: PairInputs
+    reachable: np.ndarray     # (recipients x campaign channels)
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """The decisions of a batch as columns; :meth:`decisions` packages them per recipient."""
+
+    features: BatchFeatures
+    scores: np.ndarray
+    picks: SlotPicks
+    channel: np.ndarray
+    channel_probability: np.ndarray
+    variant: np.ndarray
+    variant_probability: np.ndarray
+    model_versions: dict[str, str]
+    context: dict[str, Any]
+    channels: tuple[str, ...]
+    variants: tuple[str, ...]
+
+    @property
+    def decided(self) -> np.ndarray:
+        """True where the recipient gets a message: a reachable channel and at least one item."""
+        return np.asarray((self.channel >= 0) & (self.picks.items[:, 0] >= 0)) if self.picks.items.shape[1] \
+            else np.zeros(len(self.channel), dtype=bool)
+
+    def features_hashes(self) -> np.ndarray:
+        values = np.ascontiguousarray(self.features.recipients.values, dtype=np.float32)
+        bits = values.view(np.uint32).astype(np.uint64)
+        return np.asarray((bits * _HASH_MULTIPLIERS[: bits.shape[1]]).sum(axis=1, dtype=np.uint64))
+
+    def decisions(self) -> list[Decision]:
+        ids = self.features.items.ids
+        hashes = self.features_hashes()
+        out = []
+        for row in np.flatnonzero(self.decided):
+            slots = self.picks.items[row]
+            picks = tuple(ItemPick(str(ids[j]), s, float(self.scores[row, j]), float(self.picks.probability[row, s]))
+                          for s, j in enumerate(slots) if j >= 0)
+            candidates: tuple[tuple[str, int, float], ...] = ()
+            if self.picks.candidates is not None:
+                slot_index, item_index = np.nonzero(self.picks.candidates[row])
+                candidates = tuple((str(ids[j]), int(s), float(self.picks.candidates[row, s, j]))
+                                   for s, j in zip(slot_index, item_index, strict=True))
+            out.append(Decision(
+                recipient_id=self.features.recipient_ids[row], items=picks,
+                channel=self.channels[self.channel[row]], channel_probability=float(self.channel_probability[row]),
+                variant=self.variants[self.variant[row]], variant_probability=float(self.variant_probability[row]),
+                model_versions=self.model_versions, features_hash=f"{int(hashes[row]):016x}",
+                candidates=candidates, context=self.context,
+            ))
+        return out
 
 
 class Policy:
     """The decision policy of one campaign.
 
     :param rng: the source of every random choice (seed it for reproducible decisions).
+    :param scorer: score items with this model instead of the campaign's promoted one (to
+        evaluate a candidate, or in the simulator).
     """
 
-    def __init__(self, spec: CampaignSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: CampaignSpec, rng: np.random.Generator, *, scorer: ItemScorer | None = None) -> None:
         self.spec = spec
         self.rng = rng
         self.variants = variant_policy(spec.optimize.bandit)
+        self.guardrail = Guardrail(**spec.optimize.guardrail.__dict__) if spec.optimize.guardrail else None
+        self._scorer = scorer
+        self._outcomes: tuple[datetime, ArmOutcomes, bool] | None = None
 
     def item_table(self, session: Session, now: datetime) -> ItemTable:
-        return build_item_table(session, self.spec.content, now)
+        return build_item_table(session, self.spec.content, now, self.spec.goal_event)
+
+    def scorer(self, session: Session) -> ItemScorer:
+        """The item scorer in use: the one given, else the promoted ranker, else popularity."""
+        if self._scorer is not None:
+            return self._scorer
+        promoted = promoted_ranker(session, self.spec.name)
+        return promoted[1] if promoted is not None else PopularityScorer()
+
+    def features(self, session: Session, recipients: Sequence[RecipientRow], now: datetime, items: ItemTable,
+                 scorer: ItemScorer) -> BatchFeatures:
+        """Fresh features of ``recipients`` and ``items`` at ``now``, in ``scorer``'s schema."""
+        ids = [r.id for r in recipients]
+        schema = scorer.schema or FeatureSchema(AttributeEncoding(), AttributeEncoding(), items.topic_names)
+        events = load_events(session, ids, now - timedelta(days=HORIZON_DAYS), now)
+        features = recipient_features(events, [r.timezone for r in recipients], [r.attributes for r in recipients],
+                                      schema.recipient_encoding, now)
+        inputs = pair_inputs(schema, features, items, [i.attributes for i in items.items])
+        can_reach = np.array([[reachable(r, c) for c in self.spec.channels] for r in recipients], dtype=bool)
+        return BatchFeatures(tuple(ids), items, features, inputs, can_reach.reshape(len(ids), len(self.spec.channels)))
+
+    def arm_outcomes(self, session: Session, now: datetime) -> tuple[ArmOutcomes, bool]:
+        """Per-variant outcomes (refreshed at most every minute) and whether a staged test exploits."""
+        cached = self._outcomes
+        if cached is None or not timedelta(0) <= now - cached[0] < OUTCOME_REFRESH:
+            names = [v.name for v in self.spec.variants]
+            outcomes = arm_outcomes(session, self.spec.name, names, self.spec.goal_event, self.spec.goal_window, now)
+            staged = self.spec.optimize.staged
+            first = queries.first_send_time(session, self.spec.name) if staged is not None else None
+            exploiting = staged is not None and first is not None and now >= first + staged.wait
+            self._outcomes = cached = (now, outcomes, exploiting)
+        return cached[1], cached[2]
+
+    def variant_distribution(self, outcomes: ArmOutcomes, exploiting: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """P(variant) for this batch, and what to log about how it was reached."""
+        names = [v.name for v in self.spec.variants]
+        allowed = self.guardrail.paused(outcomes) if self.guardrail else np.zeros(len(names), dtype=bool)
+        allowed = ~allowed
+        policy = StagedTest(exploiting) if self.spec.optimize.staged is not None else self.variants
+        inner = policy.probabilities(outcomes.sends[allowed], outcomes.successes[allowed], self.rng)
+        distribution = np.zeros(len(names))
+        distribution[allowed] = inner
+        distribution = mix_exploration(distribution, self.spec.optimize.exploration, allowed)
+        context: dict[str, Any] = {}
+        if not allowed.all():
+            context["paused_variants"] = [n for n, a in zip(names, allowed, strict=True) if not a]
+        if self.spec.optimize.staged is not None:
+            context["stage"] = "exploit" if exploiting else "explore"
+        return distribution, context
+
+    def decide_features(self, features: BatchFeatures, scorer: ItemScorer, outcomes: ArmOutcomes,
+                        exploiting: bool = False, *, candidates: bool = False) -> DecisionBatch:
+        """Decide for a batch from its features alone (pure numpy: no store access)."""
+        optimize, content = self.spec.optimize, self.spec.content
+        n = len(features.recipient_ids)
+        scores = scorer.score_all(features.inputs)
+        diversity = content.diversity
+        picks = fill_slots(scores, content.items, self.rng, kind=optimize.item_exploration,
+                           exploration=optimize.exploration, temperature=optimize.temperature,
+                           topic_codes=features.items.topic_codes, with_candidates=candidates,
+                           max_per_topic=diversity.max_per_value if diversity is not None else None)
+        channel = choose_channels(predicted_rates(features.recipients, self.spec.channels), features.reachable,
+                                  optimize.exploration, self.rng)
+        distribution, context = self.variant_distribution(outcomes, exploiting)
+        variant = self.rng.choice(len(distribution), size=n, p=distribution)
+        versions = {"ranker": scorer.version, "bandit": self.variants.name, "channel": CHANNEL_MODEL}
+        return DecisionBatch(
+            features=features, scores=scores, picks=picks, channel=channel.channel,
+            channel_probability=channel.probability, variant=variant, variant_probability=distribution[variant],
+            model_versions=versions, context=context, channels=self.spec.channels,
+            variants=tuple(v.name for v in self.spec.variants),
+        )
+
+    def decide_batch(self, session: Session, recipients: Sequence[RecipientRow], now: datetime, *,
+                     candidates: bool = False, items: ItemTable | None = None) -> DecisionBatch:
+        table = items if items is not None else self.item_table(session, now)
+        scorer = self.scorer(session)
+        features = self.features(session, recipients, now, table, scorer)
+        outcomes, exploiting = self.arm_outcomes(session, now)
+        return self.decide_features(features, scorer, outcomes, exploiting, candidates=candidates)
 
     def decide(self, session: Session, recipients: Sequence[RecipientRow], now: datetime,
                *, candidates: bool = False, items: ItemTable | None = None) -> list[Decision]:
@@ -107,75 +263,4 @@ class Policy:
         table = items if items is not None else self.item_table(session, now)
         if not recipients or len(table) == 0:
             return []
-        ids = [r.id for r in recipients]
-        scores = self._scores(session, ids, table, now)
-        picks, slot_candidates = self._pick_items(scores, table, candidates)
-        variant_names = [v.name for v in self.spec.variants]
-        outcomes = queries.variant_outcomes(session, self.spec.name, self.spec.goal_event)
-        sends = np.array([outcomes.get(v, (0, 0))[0] for v in variant_names], dtype=float)
-        goals = np.array([outcomes.get(v, (0, 0))[1] for v in variant_names], dtype=float)
-        variant_p = mix_exploration(self.variants.probabilities(sends, goals, self.rng),
-                                    self.spec.optimize.exploration)
-        chosen_variant = self.rng.choice(len(variant_names), size=len(ids), p=variant_p)
-        versions = {"ranker": RANKER_VERSION, "bandit": self.variants.name}
-
-        decisions = []
-        for row, recipient in enumerate(recipients):
-            channel = next((c for c in self.spec.channels if reachable(recipient, c)), None)
-            if channel is None or not picks[row]:
-                continue
-            digest = hashlib.blake2b(scores[row].tobytes(), digest_size=8).hexdigest()
-            decisions.append(Decision(
-                recipient_id=recipient.id,
-                items=tuple(picks[row]),
-                channel=channel,
-                channel_probability=1.0,
-                variant=variant_names[chosen_variant[row]],
-                variant_probability=float(variant_p[chosen_variant[row]]),
-                model_versions=versions,
-                features_hash=digest,
-                candidates=tuple(slot_candidates[row]) if candidates else (),
-            ))
-        return decisions
-
-    def _scores(self, session: Session, ids: list[str], table: ItemTable, now: datetime) -> np.ndarray:
-        affinity = topic_affinity(session, ids, table.topic_names, now)[:, table.topic_codes]
-        scores = np.log(table.popularity)[None, :] + AFFINITY_WEIGHT * np.log(affinity)
-        scores -= SEEN_PENALTY * already_sent(session, ids, list(table.ids))
-        return np.asarray(scores)
-
-    def _pick_items(self, scores: np.ndarray, table: ItemTable, with_candidates: bool
-                    ) -> tuple[list[list[ItemPick]], list[list[tuple[str, int, float]]]]:
-        n_rows, n_items = scores.shape
-        epsilon = self.spec.optimize.exploration
-        available = np.ones((n_rows, n_items), dtype=bool)
-        diversity = self.spec.content.diversity
-        topic_counts = np.zeros((n_rows, max(len(table.topic_names), 1)), dtype=int)
-        rows = np.arange(n_rows)
-        picks: list[list[ItemPick]] = [[] for _ in range(n_rows)]
-        candidates: list[list[tuple[str, int, float]]] = [[] for _ in range(n_rows)]
-        for slot in range(min(self.spec.content.items, n_items)):
-            n_available = available.sum(axis=1)
-            active = n_available > 0
-            if not active.any():
-                break
-            best = np.where(available, scores, -np.inf).argmax(axis=1)
-            noise = np.where(available, self.rng.random((n_rows, n_items)), -1.0)
-            explore = self.rng.random(n_rows) < epsilon
-            chosen = np.where(explore, noise.argmax(axis=1), best)
-            share = np.where(active, epsilon / np.maximum(n_available, 1), 0.0)
-            probability = share + (1.0 - epsilon) * (chosen == best)
-            for row in np.flatnonzero(active):
-                item = int(chosen[row])
-                picks[row].append(ItemPick(str(table.ids[item]), slot, float(scores[row, item]),
-                                           float(probability[row])))
-            if with_candidates:
-                full = np.where(available, share[:, None], 0.0)
-                full[rows, best] += (1.0 - epsilon) * active
-                for row, item in zip(*np.nonzero(full), strict=True):
-                    candidates[row].append((str(table.ids[item]), slot, float(full[row, item])))
-            available[rows[active], chosen[active]] = False
-            if diversity is not None:
-                topic_counts[rows[active], table.topic_codes[chosen[active]]] += 1
-                available &= topic_counts[:, table.topic_codes] < diversity.max_per_value
-        return picks, candidates
+        return self.decide_batch(session, recipients, now, candidates=candidates, items=table).decisions()

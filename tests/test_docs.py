@@ -16,6 +16,7 @@ def registered_commands() -> list[str]:
     import engine.cli.campaigns
     import engine.cli.data
     import engine.cli.demo
+    import engine.cli.learning
     import engine.cli.preview
     import engine.cli.privacy
     import engine.cli.segments

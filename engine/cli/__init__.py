@@ -35,6 +35,7 @@ def main() -> None:
         campaigns,
         data,
         demo,
+        learning,
         preview,
         privacy,
         segments,

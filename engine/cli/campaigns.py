@@ -110,7 +110,7 @@ def write_plan(settings: Settings, spec: CampaignSpec, handle: TextIO, *, candid
     counts: dict[str, int] = {}
     policy = Policy(spec, rng)
     with store.session() as session:
-        planned = plan_members(session, spec, moment)
+        planned = plan_members(session, spec, moment, rng=rng)
         items = policy.item_table(session, moment)
         batch = settings.sending.batch_size
         for start in range(0, len(planned), batch):

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlmodel import Session
 
 from engine.audience.build import Member, build_audience
 from engine.audience.propensity import PropensityModel
 from engine.errors import SpecError
 from engine.features.content import build_item_table
-from engine.learn.sendtime import SendTime, plan_send_times
+from engine.learn.sendtime import SendTime, plan_campaign_send_times
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
 from engine.store.tables import MessageState
@@ -57,25 +58,28 @@ class PlannedMember:
 
 
 def plan_members(session: Session, spec: CampaignSpec, now: datetime,
-                 propensity: PropensityModel | None = None) -> list[PlannedMember]:
+                 propensity: PropensityModel | None = None,
+                 rng: np.random.Generator | None = None) -> list[PlannedMember]:
     """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing.
 
     :param propensity: the model behind ``predicted`` and ``tier()`` (default: the audience's own).
+    :param rng: the source of send-time exploration.
     """
     members = build_audience(session, spec, now, propensity)
     sending = [m for m in members if m.status == "send"]
-    times = plan_send_times(session, spec.schedule, [m.recipient.id for m in sending],
-                            [m.recipient.timezone for m in sending], now)
+    times = plan_campaign_send_times(session, spec, [m.recipient.id for m in sending],
+                                     [m.recipient.timezone for m in sending], now, rng)
     send_time = {m.recipient.id: t for m, t in zip(sending, times, strict=True)}
     return [PlannedMember(m, send_time.get(m.recipient.id)) for m in members]
 
 
-def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "manual") -> PlannedRun:
+def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "manual",
+             rng: np.random.Generator | None = None) -> PlannedRun:
     """Create a run of ``spec`` at ``now`` with one Message per audience member, in one transaction."""
     require_content(store, spec, now)
     with store.session() as session:
         queries.save_campaign(session, spec.name, str(spec.source), spec.spec_hash, spec_record(spec))
-        planned = plan_members(session, spec, now)
+        planned = plan_members(session, spec, now, rng=rng)
         run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now)
         assert run.id is not None
         rows = []

@@ -51,7 +51,7 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendRepor
         report = SendReport(run.id, resumed=True, planned={}, review=recovery.review if recovery else [],
                             released=recovery.released if recovery else 0)
     else:
-        planned = plan_run(ctx.store, ctx.spec, now)
+        planned = plan_run(ctx.store, ctx.spec, now, rng=ctx.policy.rng)
         report = SendReport(planned.run_id, resumed=False, planned=planned.counts)
     if now_all:
         with ctx.store.session() as session:

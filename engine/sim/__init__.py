@@ -6,8 +6,9 @@ from engine.sim.population import (
     Population,
     make_catalog,
     make_population,
-    simulate_history,
 )
-from engine.sim.seed import seed_store
+from engine.sim.respond import SimEvents, World, simulate_history
+from engine.sim.seed import seed_store, write_events
 
-__all__ = ["TOPICS", "Catalog", "Population", "make_catalog", "make_population", "seed_store", "simulate_history"]
+__all__ = ["TOPICS", "Catalog", "Population", "SimEvents", "World", "make_catalog", "make_population", "seed_store",
+           "simulate_history", "write_events"]

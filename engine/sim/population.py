@@ -5,11 +5,14 @@ Ground truth is planted so learning can be checked against it:
 - each recipient belongs to one of a few *groups* (personas), whose topic tastes differ;
 - a recipient's topic taste is drawn around their group's, so groups are recoverable but people
   still differ;
-- each recipient has an active local hour (when they open mail) and a time zone;
+- each recipient has an active local hour (when they read mail) and a time zone;
+- each recipient prefers a channel (email or push) and tires of frequent sends (fatigue);
+- each recipient declared an interest when signing up (the ``interest`` attribute): their
+  group's favourite topic for most, another topic for the rest, so attributes carry signal;
 - each item has a topic and a quality.
 
-The chance a recipient clicks an item is :meth:`Population.click_probability`; opening depends
-on how close the send is to their active hour. All randomness comes from the given generator.
+How they answer a message is in :mod:`engine.sim.respond`. All randomness comes from the given
+generator.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -27,6 +29,8 @@ ZONES = ("Europe/Madrid", "Europe/London", "America/New_York", "America/Los_Ange
 GROUP_NAMES = ("sports fans", "news readers", "techies", "culture lovers", "travellers")
 FIRST_NAMES = ("Ana", "Bill", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jo", "Kemal", "Lena",
                "Mateo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tara")
+ACTIVE_HOURS = (7, 8, 12, 13, 18, 19, 20, 21)
+DECLARED_TRUTHFULLY = 0.75  # share whose declared interest is their group's favourite topic
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ class Population:
     zone: tuple[str, ...]
     plan: tuple[str, ...]
     consent_email: np.ndarray
+    consent_push: np.ndarray
+    channel_taste: np.ndarray  # (recipients x 2): open multiplier on email, push
+    fatigue: np.ndarray        # open probability is multiplied by fatigue ** (messages in the last 7 days)
+    interest: tuple[str, ...]  # the topic declared at sign-up (observable)
+    conversion: np.ndarray     # P(conversion | click)
     first_name: tuple[str, ...]
 
     def __len__(self) -> int:
@@ -50,15 +59,15 @@ class Population:
         """Rows for ``kairos import recipients`` (and the store)."""
         return [{
             "id": rid, "email": f"{rid}@example.test", "timezone": self.zone[i], "locale": "en",
-            "consent_email": bool(self.consent_email[i]), "consent_push": False,
-            "plan": self.plan[i], "first_name": self.first_name[i],
+            "consent_email": bool(self.consent_email[i]), "consent_push": bool(self.consent_push[i]),
+            "plan": self.plan[i], "first_name": self.first_name[i], "interest": self.interest[i],
         } for i, rid in enumerate(self.ids)]
 
     def click_probability(self, recipients: np.ndarray, item_topics: np.ndarray,
                           item_quality: np.ndarray) -> np.ndarray:
-        """P(click | recipient, item), for aligned index arrays (the hidden truth)."""
+        """P(click | opened, recipient, item), for aligned index arrays (the hidden truth)."""
         taste = self.taste[recipients, item_topics]
-        return np.asarray(np.clip(0.6 * taste * self.engagement[recipients] * item_quality, 0.0, 0.95))
+        return np.asarray(np.clip(1.2 * taste * self.engagement[recipients] * item_quality, 0.0, 0.95))
 
     def open_probability(self, recipients: np.ndarray, local_hours: np.ndarray) -> np.ndarray:
         """P(open) falls off with the distance from the recipient's active hour."""
@@ -67,26 +76,38 @@ class Population:
 
 
 def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GROUP_NAMES),
-                    consent_rate: float = 0.97) -> Population:
+                    consent_rate: float = 0.97, push_rate: float = 0.4) -> Population:
     """``size`` recipients in ``groups`` planted groups."""
     group_taste = np.full((groups, len(TOPICS)), 0.2)
     for g in range(groups):
         favourites = [(2 * g) % len(TOPICS), (2 * g + 1) % len(TOPICS)]
         group_taste[g, favourites] = [6.0, 3.0]
     group = rng.integers(0, groups, size=size)
-    taste = np.vstack([rng.dirichlet(group_taste[g] * 3.0) for g in group])
+    taste = rng.dirichlet(np.ones(len(TOPICS)), size=size)  # replaced row-wise below (one draw per group)
+    for g in range(groups):
+        members = np.flatnonzero(group == g)
+        taste[members] = rng.dirichlet(group_taste[g] * 3.0, size=len(members))
     plan = np.where(rng.random(size) < 0.3, "pro", "free")
     engagement = rng.gamma(4.0, 0.25, size=size) * np.where(plan == "pro", 1.3, 1.0)
     zones = rng.integers(0, len(ZONES), size=size)
+    prefers_push = rng.random(size) < 0.35
+    declared = np.where(rng.random(size) < DECLARED_TRUTHFULLY, (2 * group) % len(TOPICS),
+                        rng.integers(0, len(TOPICS), size=size))
+    channel_taste = np.column_stack([np.where(prefers_push, 0.6, 1.0), np.where(prefers_push, 1.4, 0.5)])
     return Population(
         ids=tuple(f"r{n:05d}" for n in range(size)),
         group=group,
         taste=taste,
         engagement=engagement,
-        active_hour=rng.choice(np.array([7, 8, 12, 13, 18, 19, 20, 21]), size=size),
+        active_hour=rng.choice(np.array(ACTIVE_HOURS), size=size),
         zone=tuple(ZONES[z] for z in zones),
         plan=tuple(str(p) for p in plan),
         consent_email=rng.random(size) < consent_rate,
+        consent_push=rng.random(size) < push_rate,
+        channel_taste=channel_taste,
+        fatigue=rng.uniform(0.75, 0.95, size=size),
+        interest=tuple(TOPICS[t] for t in declared),
+        conversion=rng.uniform(0.05, 0.25, size=size),
         first_name=tuple(FIRST_NAMES[i] for i in rng.integers(0, len(FIRST_NAMES), size=size)),
     )
 
@@ -111,8 +132,10 @@ class Catalog:
         } for j, iid in enumerate(self.ids)]
 
 
-def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator) -> Catalog:
-    """``size`` items spread over every topic, published over the last three days."""
+def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator, *,
+                 published_before: timedelta = timedelta(0)) -> Catalog:
+    """``size`` items spread over every topic, published over three days up to ``published_before``
+    before ``now`` (set it to the history's length so every logged send had the whole catalog)."""
     topic = np.arange(size) % len(TOPICS)
     rng.shuffle(topic)
     ages = rng.uniform(0, 72, size=size)
@@ -121,50 +144,5 @@ def make_catalog(pool: str, size: int, now: datetime, rng: np.random.Generator) 
         ids=tuple(f"{pool}-{j:03d}" for j in range(size)),
         topic=topic,
         quality=rng.uniform(0.6, 1.4, size=size),
-        published_at=tuple(now - timedelta(hours=float(a)) for a in ages),
+        published_at=tuple(now - published_before - timedelta(hours=float(a)) for a in ages),
     )
-
-
-def simulate_history(population: Population, catalog: Catalog, *, weeks: int, items_per_message: int,
-                     now: datetime, rng: np.random.Generator, campaign: str = "history") -> list[dict[str, Any]]:
-    """Weekly messages of uniformly random items sent to everyone, and their opens and clicks.
-
-    The logging policy is known (every item equally likely in every slot), so each `sent`
-    impression carries its true propensity, as history imported from another sender would.
-    """
-    events: list[dict[str, Any]] = []
-    _n, m = len(population), len(catalog.ids)
-    k = min(items_per_message, m)
-    reachable = np.flatnonzero(population.consent_email)
-    offsets = np.array([(now.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0)).total_seconds() / 3600
-                        for z in population.zone])
-    for week in range(weeks, 0, -1):
-        day = now - timedelta(days=7 * week)
-        send_hour_utc = 9
-        local_hour = (send_hour_utc + offsets[reachable]) % 24
-        picks = np.argsort(rng.random((len(reachable), m)), axis=1)[:, :k]
-        opened = rng.random(len(reachable)) < population.open_probability(reachable, local_hour)
-        sent_at = day.replace(hour=send_hour_utc, minute=0, second=0, microsecond=0)
-        for slot in range(k):
-            items = picks[:, slot]
-            p_click = population.click_probability(reachable, catalog.topic[items], catalog.quality[items])
-            clicked = opened & (rng.random(len(reachable)) < p_click * 1.6)
-            for row, recipient in enumerate(reachable):
-                rid = population.ids[recipient]
-                item = catalog.ids[items[row]]
-                base = {"recipient_id": rid, "item_id": item, "campaign": campaign, "channel": "email",
-                        "position": slot}
-                events.append({**base, "id": f"{campaign}-w{week}-{rid}-{slot}", "type": "sent", "ts": sent_at,
-                               "propensity": 1.0 / (m - slot)})
-                if clicked[row]:
-                    hour = int(population.active_hour[recipient] - offsets[recipient]) % 24
-                    events.append({**base, "id": f"{campaign}-w{week}-{rid}-{slot}-c", "type": "click",
-                                   "ts": sent_at.replace(hour=hour) + timedelta(days=1 if hour < 9 else 0,
-                                                                                minutes=int(rng.integers(0, 50)))})
-        opens_at = [(population.ids[r], int(population.active_hour[r] - offsets[r]) % 24)
-                    for r in reachable[opened]]
-        for rid, hour in opens_at:
-            events.append({"id": f"{campaign}-w{week}-{rid}-o", "recipient_id": rid, "type": "open",
-                           "campaign": campaign, "channel": "email",
-                           "ts": sent_at.replace(hour=hour) + timedelta(days=1 if hour < 9 else 0, minutes=5)})
-    return events

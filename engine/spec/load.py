@@ -29,8 +29,10 @@ from engine.spec.model import (
     Content,
     Diversity,
     FrequencyCap,
+    GuardrailLimits,
     Optimize,
     Schedule,
+    Staged,
     Tiers,
     Trigger,
     Variant,
@@ -48,17 +50,18 @@ from engine.spec.rules import (
 
 CAMPAIGN_SUFFIXES = (".toml", ".yaml", ".yml")
 SUPPORTED_CHANNELS = ("email",)
-SUPPORTED_BANDITS = ("thompson", "none")
+SUPPORTED_BANDITS = ("thompson", "ucb", "epsilon", "none")
+ITEM_EXPLORATION = ("epsilon", "softmax")
 TEMPLATE_SUFFIXES = (".html", ".txt")
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "campaign": ("name", "goal", "goal_window", "description", "utm", "track"),
-    "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time"),
+    "schedule": ("cron", "at", "trigger", "timezone", "window", "send_time", "quiet_hours"),
     "audience": ("where", "holdout", "frequency_cap", "predicted", "tiers"),
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader"),
-    "optimize": ("bandit", "exploration"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
 
@@ -312,7 +315,25 @@ def _schedule(read: _Reader, value: Any) -> Schedule:
         timezone=read.typed("schedule.timezone", table.get("timezone", "recipient"), _zone),
         window=read.typed("schedule.window", table.get("window", ["00:00", "24:00"]), _window),
         send_time=read.typed("schedule.send_time", table.get("send_time", "fixed"), _choice("fixed", "optimize")),
+        quiet_hours=read.typed("schedule.quiet_hours", table["quiet_hours"], _quiet_hours)
+        if "quiet_hours" in table else None,
     )
+
+
+def _quiet_hours(value: Any) -> tuple[int, int]:
+    expected = ("two local times [\"HH:MM\", \"HH:MM\"] that differ (they may wrap midnight), "
+                "e.g. [\"22:00\", \"07:00\"]")
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise ValueError(expected)
+    minutes = []
+    for text in value:
+        clock = _CLOCK.match(text)
+        if not clock or (clock.group(1) == "24" and clock.group(2) != "00"):
+            raise ValueError(expected)
+        minutes.append((int(clock.group(1)) * 60 + int(clock.group(2))) % (24 * 60))
+    if minutes[0] == minutes[1]:
+        raise ValueError(expected)
+    return minutes[0], minutes[1]
 
 
 def _audience(read: _Reader, value: Any) -> Audience:
@@ -401,9 +422,35 @@ def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]
 
 def _optimize(read: _Reader, value: Any) -> Optimize:
     table = read.table("optimize", value, SECTIONS["optimize"])
+    staged = None
+    if "staged" in table:
+        spec = read.table("optimize.staged", table["staged"], ("explore", "wait"))
+        for key in ("explore", "wait"):
+            if key not in spec:
+                raise read.fail(f"optimize.staged.{key}", "missing; e.g. { explore = 0.2, wait = \"4h\" }")
+        staged = Staged(
+            explore=read.typed("optimize.staged.explore", spec["explore"], _fraction(0.01, 1.0)),
+            wait=read.typed("optimize.staged.wait", spec["wait"], _positive_duration),
+        )
+    guardrail = None
+    if "guardrail" in table:
+        spec = read.table("optimize.guardrail", table["guardrail"], ("unsubscribe_rate", "complaint_rate",
+                                                                    "min_sends"))
+        guardrail = GuardrailLimits(
+            unsubscribe_rate=read.typed("optimize.guardrail.unsubscribe_rate", spec.get("unsubscribe_rate", 1.0),
+                                        _fraction(0.0, 1.0)),
+            complaint_rate=read.typed("optimize.guardrail.complaint_rate", spec.get("complaint_rate", 1.0),
+                                      _fraction(0.0, 1.0)),
+            min_sends=read.typed("optimize.guardrail.min_sends", spec.get("min_sends", 200), _count),
+        )
     return Optimize(
         bandit=read.typed("optimize.bandit", table.get("bandit", "thompson"), _choice(*SUPPORTED_BANDITS)),
         exploration=read.typed("optimize.exploration", table.get("exploration", 0.1), _fraction(0.0, 1.0)),
+        item_exploration=read.typed("optimize.item_exploration", table.get("item_exploration", "epsilon"),
+                                    _choice(*ITEM_EXPLORATION)),
+        temperature=read.typed("optimize.temperature", table.get("temperature", 0.5), _fraction(0.01, 100.0)),
+        staged=staged,
+        guardrail=guardrail,
     )
 
 

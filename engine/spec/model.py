@@ -30,7 +30,9 @@ class Schedule:
     """When a campaign runs and at what local hours its messages may go out.
 
     ``window`` is (first, last) minute of the local day, end exclusive: ("08:00", "21:00") is
-    (480, 1260). ``timezone`` is ``recipient`` (each recipient's own) or an IANA zone name.
+    (480, 1260). ``quiet_hours`` is (start, end) in minutes too, and may wrap midnight:
+    ("22:00", "07:00") is (1320, 420); no message goes out inside it. ``timezone`` is
+    ``recipient`` (each recipient's own) or an IANA zone name.
     """
 
     cron: str | None = None
@@ -39,6 +41,7 @@ class Schedule:
     timezone: str = "recipient"
     window: tuple[int, int] = (0, 24 * 60)
     send_time: str = "fixed"
+    quiet_hours: tuple[int, int] | None = None
 
     @property
     def whole_day(self) -> bool:
@@ -113,9 +116,34 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """A one-off send tested in stages: ``explore`` share first, the rest ``wait`` later."""
+
+    explore: float
+    wait: timedelta
+
+
+@dataclass(frozen=True)
+class GuardrailLimits:
+    """Pause a variant whose unsubscribe or complaint rate crosses these (after ``min_sends``)."""
+
+    unsubscribe_rate: float = 1.0
+    complaint_rate: float = 1.0
+    min_sends: int = 200
+
+
+@dataclass(frozen=True)
 class Optimize:
+    """How decisions learn: the variant bandit, exploration of variants, items, channels and
+    hours, item exploration kind (``epsilon`` | ``softmax`` with ``temperature``), an optional
+    staged test and an optional guardrail."""
+
     bandit: str = "thompson"
     exploration: float = 0.1
+    item_exploration: str = "epsilon"
+    temperature: float = 0.5
+    staged: Staged | None = None
+    guardrail: GuardrailLimits | None = None
 
 
 @dataclass(frozen=True)

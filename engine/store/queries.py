@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.tables import Campaign, ContentItem, Device, Event, Recipient, Suppression, utcnow
+from engine.store.tables import Campaign, ContentItem, Device, Event, ModelVersion, Recipient, Suppression, utcnow
 
 IN_CHUNK = 900  # stay under SQLite's bound-parameter limit in IN (...) lists
 
@@ -237,3 +237,123 @@ def event_times(session: Session, recipient_ids: Sequence[str], types: Sequence[
         found.extend(session.exec(select(Event.recipient_id, Event.ts).where(
             col(Event.recipient_id).in_(chunk), col(Event.type).in_(types), Event.ts >= since)).all())
     return found
+
+
+# --- learning: the event log as columns, decisions and models ----------------------------------
+
+EVENT_COLUMN_NAMES = ("recipient_id", "type", "ts", "item_id", "topic", "channel", "campaign", "variant",
+                      "position", "propensity", "message_id")
+
+
+def event_columns(session: Session, *, since: datetime, until: datetime, types: Sequence[str] | None = None,
+                  recipient_ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    """Events in [since, until) as columns (see :data:`EVENT_COLUMN_NAMES`), with each item's topic.
+
+    For everyone, or for the given recipients; optionally only some event types.
+    """
+    found: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMN_NAMES}
+    chunks: Iterable[Sequence[str] | None] = [None] if recipient_ids is None else _chunks(recipient_ids)
+    for chunk in chunks:
+        query = (sa.select(col(Event.recipient_id), col(Event.type), col(Event.ts), col(Event.item_id),
+                           col(ContentItem.topic), col(Event.channel), col(Event.campaign), col(Event.variant),
+                           col(Event.position), col(Event.propensity), col(Event.message_id))
+                 .outerjoin(ContentItem, col(ContentItem.id) == col(Event.item_id))
+                 .where(col(Event.ts) >= since, col(Event.ts) < until))
+        if types is not None:
+            query = query.where(col(Event.type).in_(types))
+        if chunk is not None:
+            query = query.where(col(Event.recipient_id).in_(chunk))
+        rows = session.execute(query).all()
+        if rows:
+            for name, values in zip(EVENT_COLUMN_NAMES, zip(*rows, strict=True), strict=True):
+                found[name].extend(values)
+    return found
+
+
+def item_event_counts_between(session: Session, item_ids: Sequence[str], types: Sequence[str],
+                              since: datetime, until: datetime) -> dict[tuple[str, str], int]:
+    """{(item_id, type): count} of events in [since, until) over every recipient."""
+    counts: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(item_ids):
+        query = (select(Event.item_id, Event.type, sa.func.count())
+                 .where(col(Event.item_id).in_(chunk), col(Event.type).in_(types),
+                        col(Event.ts) >= since, col(Event.ts) < until)
+                 .group_by(col(Event.item_id), col(Event.type)))
+        for item_id, kind, count in session.exec(query).all():
+            counts[(str(item_id), kind)] = int(count)
+    return counts
+
+
+def campaign_message_sends(session: Session, campaign: str, until: datetime) -> dict[str, list[Any]]:
+    """One row per message a campaign sent before ``until``: recipient_id, ts, variant, channel."""
+    rows = session.execute(
+        sa.select(col(Event.recipient_id), col(Event.ts), col(Event.variant), col(Event.channel))
+        .where(col(Event.campaign) == campaign, col(Event.type) == "sent", col(Event.ts) < until,
+               sa.or_(col(Event.position).is_(None), col(Event.position) == 0))).all()
+    names = ("recipient_id", "ts", "variant", "channel")
+    return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)} if rows \
+        else {name: [] for name in names}
+
+
+def campaign_responses(session: Session, campaign: str, types: Sequence[str], since: datetime,
+                       until: datetime) -> dict[str, list[Any]]:
+    """Events of ``types`` in [since, until) that name ``campaign`` or no campaign: recipient_id, ts, type."""
+    rows = session.execute(
+        sa.select(col(Event.recipient_id), col(Event.ts), col(Event.type))
+        .where(col(Event.type).in_(types), col(Event.ts) >= since, col(Event.ts) < until,
+               sa.or_(col(Event.campaign).is_(None), col(Event.campaign) == campaign))).all()
+    names = ("recipient_id", "ts", "type")
+    return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)} if rows \
+        else {name: [] for name in names}
+
+
+def first_send_time(session: Session, campaign: str) -> datetime | None:
+    """When ``campaign`` first sent anything (the start of a staged send), or None."""
+    moment: datetime | None = session.exec(select(sa.func.min(Event.ts))
+                                           .where(Event.campaign == campaign, Event.type == "sent")).first()
+    return moment
+
+
+def save_model_version(session: Session, kind: str, campaign: str | None, version: str,
+                       metrics: dict[str, Any], artifact: bytes, created_at: datetime) -> int:
+    row = ModelVersion(kind=kind, campaign=campaign, version=version, metrics=metrics, artifact=artifact,
+                       created_at=created_at, promoted=False)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def promote_model_version(session: Session, model_id: int) -> None:
+    """Make ``model_id`` the one in use for its (kind, campaign); the others stay, unpromoted."""
+    row = session.get(ModelVersion, model_id)
+    assert row is not None
+    session.execute(sa.update(ModelVersion)
+                    .where(col(ModelVersion.kind) == row.kind, col(ModelVersion.campaign) == row.campaign,
+                           col(ModelVersion.id) != model_id)
+                    .values(promoted=False))
+    row.promoted = True
+    session.add(row)
+
+
+def promoted_model_id(session: Session, kind: str, campaign: str | None) -> int | None:
+    """The id of the promoted model of (kind, campaign): cheap enough to ask before every batch."""
+    found: int | None = session.exec(select(ModelVersion.id).where(
+        ModelVersion.kind == kind, ModelVersion.campaign == campaign, col(ModelVersion.promoted))).first()
+    return found
+
+
+def model_version(session: Session, *, model_id: int | None = None, kind: str | None = None,
+                  campaign: str | None = None, version: str | None = None) -> ModelVersion | None:
+    """A model by id, or by (kind, campaign, version)."""
+    if model_id is not None:
+        return session.get(ModelVersion, model_id)
+    return session.exec(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.campaign == campaign,
+                                                   ModelVersion.version == version)).first()
+
+
+def model_versions(session: Session, kind: str, campaign: str | None) -> list[ModelVersion]:
+    """Every stored model of (kind, campaign), newest first (artifacts not loaded)."""
+    rows = session.exec(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.campaign == campaign)
+                        .order_by(col(ModelVersion.created_at).desc(), col(ModelVersion.id).desc())).all()
+    return list(rows)

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    """Per arm (variant): messages sent, and those followed by the goal, an unsubscribe or a
+    complaint inside the attribution window. Carried across every run of the campaign."""
+
+    sends: np.ndarray
+    successes: np.ndarray
+    unsubscribes: np.ndarray
+    complaints: np.ndarray
+
+    @classmethod
+    def empty(cls, arms: int) -> ArmOutcomes:
+        return cls(*(np.zeros(arms) for _ in range(4)))
 
 
 class VariantPolicy(ABC):
@@ -21,7 +37,14 @@ class VariantPolicy(ABC):
         """P(arm) for each arm, given per-arm sends and goal events so far; sums to 1."""
 
 
-def mix_exploration(probabilities: np.ndarray, exploration: float) -> np.ndarray:
-    """Blend with uniform traffic so every arm keeps at least ``exploration / n`` of it."""
-    n = len(probabilities)
-    return np.asarray((1.0 - exploration) * probabilities + exploration / n)
+def mix_exploration(probabilities: np.ndarray, exploration: float, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Blend with uniform traffic so every allowed arm keeps at least ``exploration / n`` of it."""
+    allowed = np.ones(len(probabilities), dtype=bool) if allowed is None else allowed
+    uniform = allowed / max(int(allowed.sum()), 1)
+    return np.asarray((1.0 - exploration) * probabilities + exploration * uniform)
+
+
+def argmax_distribution(values: np.ndarray) -> np.ndarray:
+    """All the probability on the largest value (ties shared evenly)."""
+    best = values == values.max()
+    return np.asarray(best / best.sum())

@@ -1,0 +1,105 @@
+"""Item exploration: fill a message's slots from ranker scores, logging each pick's probability.
+
+Slots are filled in order. In each slot every remaining item (not yet placed, within the
+diversity cap) has a probability, and one is drawn from them; the logged probability of an item
+in a slot is its chance *given the items placed in earlier slots*, so per slot the candidates'
+probabilities sum to 1 and the product over slots is the probability of the whole list.
+
+- ``epsilon``: the best remaining item with probability 1 - exploration, plus exploration
+  spread evenly over all remaining items.
+- ``softmax``: P(item) proportional to exp(z / temperature), where z is the item's score
+  standardized over the recipient's candidates (so the temperature does not depend on the
+  scale of the ranker's scores); lower temperatures exploit more.
+
+Everything is vectorized over recipients; the only loop is over the (few) slots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ITEM_EXPLORATION = ("epsilon", "softmax")
+
+
+@dataclass(frozen=True)
+class SlotPicks:
+    """The filled slots of every recipient of a batch."""
+
+    items: np.ndarray          # (recipients x slots) item index, -1 for an empty slot
+    probability: np.ndarray    # (recipients x slots) conditional probability of that pick
+    candidates: np.ndarray | None  # (recipients x slots x items) every item's probability, if asked
+
+
+def slot_distribution(scores: np.ndarray, available: np.ndarray, kind: str, exploration: float,
+                      temperature: float) -> np.ndarray:
+    """(recipients x items) probability of each item in the next slot; rows with nothing available are 0."""
+    n_available = available.sum(axis=1)
+    active = n_available > 0
+    if kind == "softmax":
+        masked = np.where(available, scores, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nanmean(np.where(active[:, None], masked, 0.0), axis=1, keepdims=True)
+            spread = np.nanstd(np.where(active[:, None], masked, 0.0), axis=1, keepdims=True)
+        z = (scores - mean) / np.where(spread > 1e-12, spread, 1.0)
+        logits = np.where(available, z / temperature, -np.inf)
+        top = np.max(np.where(active[:, None], logits, 0.0), axis=1, keepdims=True)
+        weights = np.where(available, np.exp(logits - top), 0.0)
+        total = weights.sum(axis=1, keepdims=True)
+        return np.asarray(np.where(active[:, None], weights / np.where(total > 0, total, 1.0), 0.0))
+    best = np.where(available, scores, -np.inf).argmax(axis=1)
+    share = np.where(active, exploration / np.maximum(n_available, 1), 0.0)
+    distribution = np.where(available, share[:, None], 0.0)
+    distribution[np.arange(len(scores)), best] += (1.0 - exploration) * active
+    return distribution
+
+
+def draw(distribution: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row drawn from each row's distribution (inverse CDF; -1 for empty rows)."""
+    cumulative = np.cumsum(distribution, axis=1)
+    total = cumulative[:, -1] if distribution.shape[1] else np.zeros(len(distribution))
+    u = rng.random(len(distribution)) * total
+    chosen = (cumulative <= u[:, None]).sum(axis=1)
+    chosen = np.minimum(chosen, distribution.shape[1] - 1)
+    # Never land on a zero-probability item through rounding at the top of the CDF.
+    zero = distribution[np.arange(len(distribution)), chosen.clip(0)] <= 0
+    if zero.any():
+        chosen[zero] = distribution[zero].argmax(axis=1)
+    return np.asarray(np.where(total > 0, chosen, -1))
+
+
+def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind: str, exploration: float,
+               temperature: float, topic_codes: np.ndarray | None = None, max_per_topic: int | None = None,
+               with_candidates: bool = False, eligible: np.ndarray | None = None) -> SlotPicks:
+    """Fill ``slots`` slots for every row of ``scores`` (recipients x items).
+
+    :param topic_codes: each item's topic, with ``max_per_topic`` the diversity cap per message.
+    :param eligible: (recipients x items) items that may be picked at all (default: every item).
+    """
+    n, m = scores.shape
+    k = min(slots, m)
+    available = np.ones((n, m), dtype=bool) if eligible is None else eligible.copy()
+    items = np.full((n, k), -1, dtype=np.int64)
+    probability = np.zeros((n, k))
+    candidates = np.zeros((n, k, m)) if with_candidates else None
+    per_topic = np.zeros((n, int(topic_codes.max()) + 1 if topic_codes is not None and m else 1), dtype=np.int64)
+    rows = np.arange(n)
+    for slot in range(k):
+        distribution = slot_distribution(scores, available, kind, exploration, temperature)
+        chosen = draw(distribution, rng)
+        picked = chosen >= 0
+        items[:, slot] = chosen
+        probability[:, slot] = np.where(picked, distribution[rows, chosen.clip(0)], 0.0)
+        if candidates is not None:
+            candidates[:, slot, :] = distribution
+        available[rows[picked], chosen[picked]] = False
+        if topic_codes is not None and max_per_topic is not None:
+            per_topic[rows[picked], topic_codes[chosen[picked]]] += 1
+            available &= per_topic[:, topic_codes] < max_per_topic
+    return SlotPicks(items, probability, candidates)
+
+
+def first_slot_probabilities(scores: np.ndarray, kind: str, exploration: float, temperature: float) -> np.ndarray:
+    """(recipients x items) the policy's probability of each item in the first slot (for OPE)."""
+    return slot_distribution(scores, np.ones(scores.shape, dtype=bool), kind, exploration, temperature)

@@ -1,0 +1,49 @@
+"""Per-variant outcomes of a campaign, from the event log, for the bandit and its guardrail.
+
+Each message the campaign sent (across all its runs, so a recurring campaign carries its
+posteriors over) is a trial of its variant. A goal event, unsubscribe or complaint is credited
+to the recipient's latest message of the campaign before it (last touch), if it came inside the
+window: ``goal_window`` for the goal, at least seven days for unsubscribes and complaints.
+Events naming another campaign are not credited. Recomputed as events arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlmodel import Session
+
+from engine.features.events import codes, vocabulary
+from engine.learn.attribution import last_touch
+from engine.learn.bandit.base import ArmOutcomes
+from engine.store import queries
+
+GUARDRAIL_WINDOW = timedelta(days=7)
+
+
+def arm_outcomes(session: Session, campaign: str, variants: Sequence[str], goal_event: str,
+                 goal_window: timedelta, now: datetime) -> ArmOutcomes:
+    sends = queries.campaign_message_sends(session, campaign, now)
+    if not sends["recipient_id"]:
+        return ArmOutcomes.empty(len(variants))
+    send_ts = np.array([t.timestamp() for t in sends["ts"]])
+    since = datetime.fromtimestamp(float(send_ts.min()), now.tzinfo)
+    kinds = (goal_event, "unsubscribe", "complaint")
+    responses = queries.campaign_responses(session, campaign, list(dict.fromkeys(kinds)), since, now)
+    people = vocabulary(sends["recipient_id"] + responses["recipient_id"])
+    send_who = codes(sends["recipient_id"], people)
+    arm = codes(sends["variant"], list(variants))
+    counted = arm >= 0
+    totals = []
+    for kind in kinds:
+        chosen = [i for i, t in enumerate(responses["type"]) if t == kind]
+        who = codes([responses["recipient_id"][i] for i in chosen], people)
+        ts = np.array([responses["ts"][i].timestamp() for i in chosen])
+        window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
+        credited = last_touch(send_who, send_ts, who, ts, window.total_seconds())
+        reached = np.zeros(len(send_ts), dtype=bool)
+        reached[credited[credited >= 0]] = True
+        totals.append(np.bincount(arm[counted & reached], minlength=len(variants)).astype(float))
+    return ArmOutcomes(np.bincount(arm[counted], minlength=len(variants)).astype(float), *totals)

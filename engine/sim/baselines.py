@@ -1,0 +1,135 @@
+"""What Kairos is measured against in the simulator: three ways to send without it.
+
+- ``blast``: the same items to everyone (the best click rates in the history), the first
+  variant, at a fixed 09:00 local time;
+- ``segment rule``: a marketer's hand-made rule: recipients split by a segment (plan, the topic
+  they clicked most, the interest they declared, their time-zone region), each segment getting
+  its own best items (by the segment's click rates in the history) at its most common open hour;
+- ``oracle``: knows the hidden truth: each recipient's best items by their true click
+  probability, at their active hour, with the best variant.
+
+All of them see the history Kairos trains on (the oracle needs none); none of them learns during
+the simulated weeks, which is the point of the comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from engine.features.recipients import zone_offsets
+from engine.sim.population import TOPICS, ZONES, Catalog, Population
+from engine.sim.respond import SLOT_DECAY, SimEvents, World
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class HistoryStats:
+    """What a marketer can read off the history: impressions and clicks per (recipient, item),
+    and each recipient's opens by local hour."""
+
+    impressions: np.ndarray   # (recipients x items)
+    clicks: np.ndarray        # (recipients x items)
+    opens_by_hour: np.ndarray  # (recipients x 24)
+
+
+def history_stats(population: Population, catalog: Catalog, events: SimEvents, now: datetime) -> HistoryStats:
+    index = {rid: i for i, rid in enumerate(population.ids)}
+    items = {iid: j for j, iid in enumerate(catalog.ids)}
+    columns = events.columns
+    who = np.array([index[r] for r in columns["recipient_id"]])
+    kind = np.array(columns["type"])
+    item = np.array([items.get(i, -1) if i is not None else -1 for i in columns["item_id"]])
+    ts = np.array(columns["ts"], dtype=float)
+    impressions = np.zeros((len(population), len(catalog.ids)))
+    clicks = np.zeros_like(impressions)
+    np.add.at(impressions, (who[kind == "sent"], item[kind == "sent"]), 1.0)
+    np.add.at(clicks, (who[kind == "click"], item[kind == "click"]), 1.0)
+    offsets = zone_offsets(population.zone, now)
+    opened = kind == "open"
+    hours = (((ts[opened] + offsets[who[opened]]) // 3600) % 24).astype(int)
+    opens = np.zeros((len(population), 24))
+    np.add.at(opens, (who[opened], hours), 1.0)
+    return HistoryStats(impressions, clicks, opens)
+
+
+def local_time(population: Population, recipients: np.ndarray, day: datetime, hours: np.ndarray) -> np.ndarray:
+    """Epoch seconds of ``hours`` (local, per recipient) on the local date of ``day``."""
+    midnight = day.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    offsets = zone_offsets([population.zone[r] for r in recipients], day)
+    return np.asarray(midnight + hours * 3600.0 - offsets)
+
+
+def top_items(impressions: np.ndarray, clicks: np.ndarray, k: int) -> np.ndarray:
+    """The k items with the best smoothed click rate."""
+    rate = (clicks + 1.0) / (impressions + 20.0)
+    return np.asarray(np.argsort(-rate, kind="stable")[:k])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A baseline's choice for one week: items per recipient, local send hour, variant."""
+
+    items: np.ndarray
+    hours: np.ndarray
+    variant: np.ndarray
+
+
+def blast(world: World, stats: HistoryStats, recipients: np.ndarray, k: int) -> Plan:
+    items = top_items(stats.impressions.sum(axis=0), stats.clicks.sum(axis=0), k)
+    n = len(recipients)
+    return Plan(np.tile(items, (n, 1)), np.full(n, 9.0), np.zeros(n, dtype=int))
+
+
+def _segments(world: World, stats: HistoryStats) -> dict[str, np.ndarray]:
+    population = world.population
+    topic_clicks = np.zeros((len(population), int(world.catalog.topic.max()) + 1))
+    np.add.at(topic_clicks.T, world.catalog.topic, stats.clicks.T)
+    favourite = np.where(topic_clicks.sum(axis=1) > 0, topic_clicks.argmax(axis=1), -1)
+    region = np.array([ZONES.index(z) // 2 for z in population.zone])
+    interest = np.array([TOPICS.index(t) for t in population.interest])
+    return {"plan": np.array([p == "pro" for p in population.plan], dtype=int), "favourite topic": favourite,
+            "declared interest": interest,
+            "time-zone region": region}
+
+
+def segment_rule(world: World, stats: HistoryStats, recipients: np.ndarray, k: int, rule: str) -> Plan:
+    segment = _segments(world, stats)[rule][recipients]
+    items = np.zeros((len(recipients), k), dtype=int)
+    hours = np.zeros(len(recipients))
+    for value in np.unique(segment):
+        members = recipients[segment == value]
+        rows = segment == value
+        items[rows] = top_items(stats.impressions[members].sum(axis=0), stats.clicks[members].sum(axis=0), k)
+        hours[rows] = float(stats.opens_by_hour[members].sum(axis=0).argmax())
+    return Plan(items, hours, np.zeros(len(recipients), dtype=int))
+
+
+def oracle(world: World, recipients: np.ndarray, k: int, window: tuple[int, int]) -> Plan:
+    population, catalog = world.population, world.catalog
+    m = len(catalog.ids)
+    who = np.repeat(recipients, m)
+    what = np.tile(np.arange(m), len(recipients))
+    truth = population.click_probability(who, catalog.topic[what], catalog.quality[what]).reshape(len(recipients), m)
+    items = np.argsort(-truth, axis=1, kind="stable")[:, :k]
+    hours = np.clip(population.active_hour[recipients], window[0] / 60, (window[1] - 1) / 60).astype(float)
+    best = int(np.argmax(world.variant_open_lift))
+    return Plan(items, np.floor(hours), np.full(len(recipients), best))
+
+
+SEGMENT_RULES = ("plan", "favourite topic", "declared interest", "time-zone region")
+BaselineFactory = Callable[[np.ndarray], Plan]
+
+
+def click_given_open(world: World, recipients: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """P(at least one click | opened) of each message (``items``: slots, -1 empty), from the truth."""
+    population, catalog = world.population, world.catalog
+    k = items.shape[1]
+    who = np.repeat(recipients[:, None], k, axis=1)
+    p = population.click_probability(who, catalog.topic[items.clip(0)], catalog.quality[items.clip(0)])
+    p = np.where(items >= 0, p * SLOT_DECAY[:k][None, :], 0.0)
+    return np.asarray(1.0 - np.prod(1.0 - p, axis=1))
