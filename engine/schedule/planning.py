@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlmodel import Session
@@ -32,6 +33,7 @@ _STATE_OF_STATUS = {"send": MessageState.PLANNED, "holdout": MessageState.HOLDOU
 class PlannedRun:
     run_id: int
     counts: dict[str, int]
+    created: bool = True
 
 
 def require_content(store: Store, spec: CampaignSpec, now: datetime) -> None:
@@ -59,28 +61,47 @@ class PlannedMember:
 
 def plan_members(session: Session, spec: CampaignSpec, now: datetime,
                  propensity: PropensityModel | None = None,
-                 rng: np.random.Generator | None = None) -> list[PlannedMember]:
+                 rng: np.random.Generator | None = None,
+                 wall_clock: datetime | None = None) -> list[PlannedMember]:
     """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing.
 
     :param propensity: the model behind ``predicted`` and ``tier()`` (default: the audience's own).
     :param rng: the source of send-time exploration.
+    :param wall_clock: a naive local time (a recipient-time cron's firing): each recipient's send
+        time is planned from that wall-clock time in their own zone, not from ``now``.
     """
     members = build_audience(session, spec, now, propensity)
     sending = [m for m in members if m.status == "send"]
-    times = plan_campaign_send_times(session, spec, [m.recipient.id for m in sending],
-                                     [m.recipient.timezone for m in sending], now, rng)
-    send_time = {m.recipient.id: t for m, t in zip(sending, times, strict=True)}
+    send_time: dict[str, SendTime] = {}
+    groups = ({None: sending} if wall_clock is None else
+              {zone: [m for m in sending if m.recipient.timezone == zone]
+               for zone in sorted({m.recipient.timezone for m in sending})})
+    for zone, group in groups.items():
+        start = now if zone is None or wall_clock is None else max(now, wall_clock.replace(tzinfo=ZoneInfo(zone)))
+        times = plan_campaign_send_times(session, spec, [m.recipient.id for m in group],
+                                         [m.recipient.timezone for m in group], start, rng)
+        send_time.update((m.recipient.id, t) for m, t in zip(group, times, strict=True))
     return [PlannedMember(m, send_time.get(m.recipient.id)) for m in members]
 
 
 def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "manual",
-             rng: np.random.Generator | None = None) -> PlannedRun:
-    """Create a run of ``spec`` at ``now`` with one Message per audience member, in one transaction."""
+             rng: np.random.Generator | None = None, *, key: str | None = None,
+             wall_clock: datetime | None = None) -> PlannedRun:
+    """Create a run of ``spec`` at ``now`` with one Message per audience member, in one transaction.
+
+    :param key: makes the run idempotent: when a run of the campaign with that key exists (a
+        firing already planned by this or another process), nothing is written and that run is
+        returned with ``created`` False.
+    :param wall_clock: see :func:`plan_members`.
+    """
     require_content(store, spec, now)
     with store.session() as session:
+        existing = outbox.run_with_key(session, spec.name, key) if key is not None else None
+        if existing is not None and existing.id is not None:
+            return PlannedRun(existing.id, {}, created=False)
         queries.save_campaign(session, spec.name, str(spec.source), spec.spec_hash, spec_record(spec))
-        planned = plan_members(session, spec, now, rng=rng)
-        run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now)
+        planned = plan_members(session, spec, now, rng=rng, wall_clock=wall_clock)
+        run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now, key=key)
         assert run.id is not None
         rows = []
         counts: dict[str, int] = {}

@@ -30,11 +30,18 @@ def unfinished_run(session: Session, campaign: str) -> Run | None:
                         .order_by(col(Run.id).desc())).first()
 
 
-def start_run(session: Session, campaign: str, spec_hash: str, trigger: str, now: datetime) -> Run:
-    run = Run(campaign=campaign, spec_hash=spec_hash, trigger=trigger, started_at=now, state=RunState.RUNNING)
+def start_run(session: Session, campaign: str, spec_hash: str, trigger: str, now: datetime,
+              key: str | None = None) -> Run:
+    run = Run(campaign=campaign, spec_hash=spec_hash, trigger=trigger, started_at=now, state=RunState.RUNNING,
+              key=key)
     session.add(run)
     session.flush()
     return run
+
+
+def run_with_key(session: Session, campaign: str, key: str) -> Run | None:
+    """The run of ``campaign`` planned for the firing ``key`` (a cron instant, an event id)."""
+    return session.exec(select(Run).where(Run.campaign == campaign, Run.key == key)).first()
 
 
 def insert_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:

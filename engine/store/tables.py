@@ -136,9 +136,16 @@ class RunState:
 
 
 class Run(SQLModel, table=True):
-    """One firing of a campaign: the audience planned at ``started_at`` into Message rows."""
+    """One firing of a campaign: the audience planned at ``started_at`` into Message rows.
+
+    ``key`` names the firing (``cron:<instant>``, ``at:<instant>``, ``event:<event id>``) so
+    that it is planned once, whichever process fires it; manual runs have none.
+    """
+
+    __table_args__ = (sa.UniqueConstraint("campaign", "key", name="uq_run_campaign_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, max_length=200)
     campaign: str = Field(index=True, max_length=100)
     spec_hash: str = Field(max_length=64)
     state: str = Field(default=RunState.RUNNING, max_length=16)
