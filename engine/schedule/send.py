@@ -1,4 +1,9 @@
-"""``kairos send``: plan a run (or resume an unfinished one) and pump it until nothing is due."""
+"""``kairos send``: plan a run (or resume an unfinished one) and pump it until nothing is due.
+
+A run stops early when its transport pauses (too many consecutive server failures): it is marked
+``paused`` with the reason, its untried messages stay planned, and the next ``kairos send`` of
+the campaign resumes it like any unfinished run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -13,10 +19,10 @@ from sqlmodel import col
 
 from engine.config import Settings
 from engine.decide import Policy
-from engine.dispatch import email_transport
+from engine.dispatch import Backoff, Limits, email_transport, push_transport, with_policies
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import plan_run
-from engine.schedule.pump import BatchOutcome, SendContext, send_batch
+from engine.schedule.pump import BatchOutcome, Requeue, SendContext, send_batch
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox
 from engine.store.tables import Message, MessageState
@@ -35,6 +41,10 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
     failed: int = 0
     refused: int = 0
+    bounced: int = 0
+    in_flight_review: list[int] = field(default_factory=list)
+    resumed_from_pause: str | None = None
+    paused: str | None = None
 
 
 async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendReport:
@@ -46,9 +56,10 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendRepor
     with ctx.store.session() as session:
         run = outbox.unfinished_run(session, ctx.spec.name)
         recovery = outbox.recover_run(session, run.id, now) if run is not None and run.id is not None else None
+        was_paused = outbox.resume_run(session, run.id) if run is not None and run.id is not None else None
     if run is not None and run.id is not None:
         report = SendReport(run.id, resumed=True, planned={}, review=recovery.review if recovery else [],
-                            released=recovery.released if recovery else 0)
+                            released=recovery.released if recovery else 0, resumed_from_pause=was_paused)
     else:
         planned = plan_run(ctx.store, ctx.spec, now)
         report = SendReport(planned.run_id, resumed=False, planned=planned.counts)
@@ -59,7 +70,10 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendRepor
                                                      col(Message.send_at) > now).values(send_at=now))
     await pump_run(ctx, report)
     with ctx.store.session() as session:
-        outbox.finish_run_if_done(session, report.run_id, ctx.clock())
+        if report.paused is not None:
+            outbox.pause_run(session, report.run_id, ctx.clock(), report.paused)
+        else:
+            outbox.finish_run_if_done(session, report.run_id, ctx.clock())
         report.states = outbox.state_counts(session, report.run_id)
         report.deferred = report.states.get(MessageState.PLANNED, 0)
         report.next_at = outbox.next_send_at(session, report.run_id)
@@ -75,6 +89,11 @@ async def pump_run(ctx: SendContext, report: SendReport) -> None:
                 report.errors.extend(outcome.errors)
                 report.failed += outcome.failed
                 report.refused += outcome.refused
+                report.bounced += outcome.bounced
+                report.in_flight_review.extend(outcome.review)
+                if outcome.paused:
+                    report.paused = outcome.pause_reason or "too many consecutive server failures"
+                    return
                 continue
             with ctx.store.session() as session:
                 retry_at = outbox.next_retry_at(session, report.run_id)
@@ -83,13 +102,30 @@ async def pump_run(ctx: SendContext, report: SendReport) -> None:
             await asyncio.sleep(max(0.0, (retry_at - ctx.clock()).total_seconds()))
     finally:
         await ctx.transport.close()
+        if ctx.push is not None:
+            await ctx.push.close()
 
 
 def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.random.Generator,
                   clock: Callable[[], datetime], worker: str = "kairos") -> SendContext:
-    """The pump's context from settings: policy, templates and the configured email transport."""
+    """The pump's context from settings: policy, templates, and the configured transports inside
+    the sending policies (the campaign's ``[limits]`` can only lower the configured rates)."""
+    sending = settings.sending
+    limits = Limits(sending.rate_limit, sending.domain_rate_limit, sending.domain_concurrency).tightest(
+        Limits(spec.limits.rate, spec.limits.domain_rate))
+    backoff = Backoff(sending.retry_backoff, sending.retry_backoff_max)
+    jitter = np.random.default_rng(rng.integers(2**63))
+
+    def policies(transport: Any) -> Any:
+        return with_policies(transport, limits, attempts=sending.retry_attempts, backoff=backoff,
+                             pause_after=sending.pause_after, rng=jitter)
+
+    push = push_transport(settings) if "push" in spec.channels else None
     return SendContext(
         store=store, spec=spec, policy=Policy(spec, rng), templates=TemplateSet(settings.paths.templates),
-        transport=email_transport(settings.email, settings.paths), from_address=settings.email.from_address,
-        clock=clock, worker=worker, batch_size=settings.sending.batch_size,
+        transport=policies(email_transport(settings.email, settings.paths)),
+        from_address=settings.email.from_address, clock=clock, worker=worker, batch_size=sending.batch_size,
+        push=policies(push) if push is not None else None,
+        requeue=Requeue(sending.max_attempts, backoff, jitter),
+        return_path=settings.email.return_path, secret=settings.tracking.secret,
     )

@@ -75,16 +75,30 @@ class Content:
 
 @dataclass(frozen=True)
 class Variant:
+    """A message variant. ``push_*`` are the push notification's templates (title defaults to
+    the subject, the link to the first item's URL)."""
+
     name: str
     subject: str
     template: str
     preheader: str = ""
+    push_title: str = ""
+    push_body: str = ""
+    push_url: str = ""
 
 
 @dataclass(frozen=True)
 class Optimize:
     bandit: str = "thompson"
     exploration: float = 0.1
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """A campaign's own sending limits (messages per second); they can only lower the config's."""
+
+    rate: float | None = None
+    domain_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ class CampaignSpec:
     source: Path
     spec_hash: str
     description: str = ""
+    limits: SendLimits = SendLimits()
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     @property
