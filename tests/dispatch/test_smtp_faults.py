@@ -127,7 +127,7 @@ def test_kairos_send_retries_suppresses_bounces_and_reports_review(tmp_path: pyt
         env = {"KAIROS_SECRET": "s3cret", "KAIROS_EMAIL_RETURN_PATH": "bounces@kairos.test"}
         result = project.kairos("send", "news", env=env)
         delivered = server.delivered_to()
-        senders = {rcpt: data for rcpt, data in server.delivered}
+        senders = dict(server.delivered)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 recipient(s) refused permanently (5xx): recorded as bounces and suppressed" in result.stdout
     assert "1 message(s) lost their connection after being handed over" in result.stdout
