@@ -314,22 +314,13 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
             bounce = next((e for e in failures if isinstance(e, SmtpError) and e.recipient), None)
             if bounce is not None and isinstance(item.envelopes[0], Envelope):
                 address = item.envelopes[0].recipients[0]
-                events.append(bounce_event(message, now, kind="hard", detail=str(bounce), source="smtp"))
+                events.append(outbox.bounce_event(message, now, kind="hard", detail=str(bounce), source="smtp"))
                 queries.add_suppression(session, reason="hard_bounce", recipient_id=message.recipient_id,
                                         email=address, channel="email", detail=str(bounce)[:500])
                 outcome.bounced += 1
     outbox.update_messages(session, changes)
     outbox.record_events(session, events)
     outbox.deactivate_devices(session, gone, now)
-
-
-def bounce_event(message: Message, ts: datetime, *, kind: str, detail: str, source: str) -> dict[str, Any]:
-    """The `bounce` event of a message: ``kind`` hard (permanent) or soft, ``source`` smtp or dsn."""
-    return {"id": f"m{message.id}.bounce.{source}", "recipient_id": message.recipient_id, "type": "bounce",
-            "ts": ts, "item_id": None, "campaign": message.campaign, "channel": message.channel or "email",
-            "variant": message.variant, "position": None, "propensity": None, "value": None,
-            "run_id": message.run_id, "message_id": message.id,
-            "data": {"kind": kind, "detail": detail[:1000], "source": source}}
 
 
 def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime) -> list[dict[str, Any]]:

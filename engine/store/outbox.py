@@ -175,3 +175,14 @@ def messages_by_header_id(session: Session, header_ids: Sequence[str]) -> dict[s
         for message in session.exec(select(Message).where(col(Message.header_message_id).in_(chunk))).all():
             found[str(message.header_message_id)] = message
     return found
+
+
+def bounce_event(message: Message, ts: datetime, *, kind: str, detail: str, source: str,
+                 suffix: str = "") -> dict[str, Any]:
+    """The `bounce` event of a message: ``kind`` hard (permanent) or soft, ``source`` smtp (refused
+    while sending) or dsn (a delivery status notification that came back later)."""
+    return {"id": f"m{message.id}.bounce.{source}{suffix}", "recipient_id": message.recipient_id, "type": "bounce",
+            "ts": ts, "item_id": None, "campaign": message.campaign, "channel": message.channel or "email",
+            "variant": message.variant, "position": None, "propensity": None, "value": None,
+            "run_id": message.run_id, "message_id": message.id,
+            "data": {"kind": kind, "detail": detail[:1000], "source": source}}
