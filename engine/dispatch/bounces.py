@@ -91,7 +91,8 @@ def _mailbox_messages(path: Path) -> Iterator[tuple[str, int | None, bytes]]:
         raise DataError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
     if head and not head.startswith(b"From "):
         raise DataError(path, None, "expected an mbox file (starting with a 'From ' line) or a Maildir", line=1)
-    starts = [number for number, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.startswith(b"From ")]
+    lines = path.read_bytes().split(b"\n")
+    starts = [number for number, line in enumerate(lines, start=1) if line.startswith(b"From ")]
     box = mailbox.mbox(str(path), factory=None, create=False)
     for index, key in enumerate(box.keys()):
         yield str(path), starts[index] if index < len(starts) else None, box.get_bytes(key, from_=False)
@@ -137,7 +138,7 @@ def parse_dsn(raw: bytes, where: str, line: int | None) -> Dsn | None:
             if not block.get(field):
                 raise fail(field, f"a per-recipient block without {field} (RFC 3464 requires it)")
         status = _typed_value(block.get("Status"))
-        if not status[:1] in ("2", "4", "5") or status.count(".") != 2:
+        if status[:1] not in ("2", "4", "5") or status.count(".") != 2:
             raise fail("Status", f"expected a status code such as 5.1.1, got {status!r}")
         recipients.append(RecipientStatus(
             address=_typed_value(block.get("Final-Recipient")).strip("<>").lower(),
