@@ -80,10 +80,10 @@ def _mailbox_messages(path: Path) -> Iterator[tuple[str, int | None, bytes]]:
     if path.is_dir():
         if not any((path / sub).is_dir() for sub in ("cur", "new")):
             raise DataError(path, None, "expected a Maildir (a directory with cur/ and new/) or an mbox file")
-        box = mailbox.Maildir(str(path), factory=None, create=False)
-        for key in sorted(box.keys()):
+        maildir = mailbox.Maildir(str(path), factory=None, create=False)
+        for key in sorted(maildir.keys()):
             sub = "new" if (path / "new" / key).exists() else "cur"
-            yield f"{path}/{sub}/{key}", None, box.get_bytes(key)
+            yield f"{path}/{sub}/{key}", None, maildir.get_bytes(key)
         return
     try:
         head = path.read_bytes()[:5]

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
-class TestCA:
+class LoopbackCA:
     """A CA certificate file, and a server certificate and key for 127.0.0.1 / localhost it signed."""
 
     ca_file: Path
@@ -34,7 +34,7 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def make_test_ca(directory: Path) -> TestCA:
+def make_test_ca(directory: Path) -> LoopbackCA:
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -64,4 +64,4 @@ def make_test_ca(directory: Path) -> TestCA:
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    return TestCA(ca_file, cert_file, key_file)
+    return LoopbackCA(ca_file, cert_file, key_file)
