@@ -70,7 +70,7 @@ class Reply:
 class StandIn:
     """An HTTPS server on 127.0.0.1 in its own thread, answering through :meth:`handle`."""
 
-    alpn = ["h2", "http/1.1"]
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
 
     def __init__(self, ca: LoopbackCA) -> None:
         self.ca = ca
@@ -114,7 +114,7 @@ class StandIn:
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
         config.certfile, config.keyfile = str(self.ca.cert_file), str(self.ca.key_file)
-        config.alpn_protocols = self.alpn
+        config.alpn_protocols = list(self.alpn)
         config.errorlog = None
         config.accesslog = None
         loop = asyncio.new_event_loop()
@@ -268,7 +268,7 @@ class FcmStandIn(StandIn):
 class ApnsStandIn(StandIn):
     """APNs provider API: HTTP/2 only, token (JWT) authentication."""
 
-    alpn = ["h2"]
+    alpn = ("h2",)
     PUSH_TYPES = ("alert", "background", "voip", "complication", "fileprovider", "mdm", "location",
                   "liveactivity", "pushtotalk")
 
