@@ -16,7 +16,7 @@ from engine.config import Settings
 from engine.decide import Decision, Policy
 from engine.errors import KairosError, SpecError
 from engine.schedule.planning import PlannedMember, plan_members, require_content
-from engine.schedule.send import SendReport, build_context, send_campaign
+from engine.schedule.send import Helpers, SendReport, build_context, send_campaign
 from engine.spec import campaign_files, find_campaign, load_campaign
 from engine.spec.model import CampaignSpec
 
@@ -169,19 +169,23 @@ def send(
     campaign: CampaignArgument,
     now_all: Annotated[bool, typer.Option("--now", help="send every planned message now, "
                                                          "ignoring optimized send times")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="sending processes (decide and render use one core each)")] = 1,
     seed: SeedOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Plan a run now and send every message that is due; resumes an unfinished run.
 
     Returns when every due message is sent or has failed. Exit code 1 when messages failed for
-    a reason other than a recipient's permanent refusal. Example: kairos send weekly-digest
+    a reason other than a recipient's permanent refusal, or when the run paused because the
+    server kept failing (run it again to resume). Example: kairos send weekly-digest --workers 2
     """
     settings = load_settings(config)
     spec = find_campaign(campaign, settings.paths.campaigns, settings.paths.templates)
     store = open_store(settings)
     ctx = build_context(settings, store, spec, np.random.default_rng(seed), now)
-    report = asyncio.run(send_campaign(ctx, now_all=now_all))
+    helpers = Helpers(workers - 1, settings, spec, seed) if workers > 1 else None
+    report = asyncio.run(send_campaign(ctx, now_all=now_all, helpers=helpers))
     print_send_report(spec, report)
     if report.paused is not None:
         err.print(f"run {report.run_id} paused: {report.paused}. Nothing more was sent; "

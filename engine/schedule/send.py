@@ -3,14 +3,23 @@
 A run stops early when its transport pauses (too many consecutive server failures): it is marked
 ``paused`` with the reason, its untried messages stay planned, and the next ``kairos send`` of
 the campaign resumes it like any unfinished run.
+
+``workers`` > 1 pumps the run from that many processes (the CPU-bound decide and render steps
+then use every core): the extra ones are spawned once the run is planned, claim batches from
+the same outbox - SQLite's write lock or PostgreSQL's ``FOR UPDATE SKIP LOCKED`` keeps claims
+disjoint - and exit when nothing is due. Each has at most one batch in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.process
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -47,10 +56,11 @@ class SendReport:
     paused: str | None = None
 
 
-async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendReport:
+async def send_campaign(ctx: SendContext, *, now_all: bool = False, helpers: Helpers | None = None) -> SendReport:
     """Send everything of ``ctx.spec`` that is due now; return what happened.
 
     :param now_all: send every planned message now, ignoring optimized send times.
+    :param helpers: extra sending processes to start once the run is known (see the module doc).
     """
     now = ctx.clock()
     with ctx.store.session() as session:
@@ -68,7 +78,12 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False) -> SendRepor
             session.execute(sa.update(Message).where(col(Message.run_id) == report.run_id,
                                                      col(Message.state) == MessageState.PLANNED,
                                                      col(Message.send_at) > now).values(send_at=now))
-    await pump_run(ctx, report)
+    processes = helpers.start(report.run_id) if helpers is not None else []
+    try:
+        await pump_run(ctx, report)
+    finally:
+        for failure in await asyncio.to_thread(Helpers.join, processes):
+            report.errors.append(failure)
     with ctx.store.session() as session:
         if report.paused is not None:
             outbox.pause_run(session, report.run_id, ctx.clock(), report.paused)
@@ -129,3 +144,48 @@ def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.
         requeue=Requeue(sending.max_attempts, backoff, jitter),
         return_path=settings.email.return_path, secret=settings.tracking.secret,
     )
+
+
+@dataclass(frozen=True)
+class Helpers:
+    """``count`` extra processes pumping the same run, each with its own transports.
+
+    :param seed: each helper's decisions draw from ``default_rng([seed, index])``.
+    """
+
+    count: int
+    settings: Settings
+    spec: CampaignSpec
+    seed: int | None = None
+
+    def start(self, run_id: int) -> list[multiprocessing.process.BaseProcess]:
+        context = multiprocessing.get_context("spawn")
+        processes: list[multiprocessing.process.BaseProcess] = [
+            context.Process(target=_helper_main, name=f"kairos-sender-{index}", daemon=True,
+                            args=(self.settings, self.spec, run_id, self.seed, index))
+            for index in range(1, self.count + 1)]
+        for process in processes:
+            process.start()
+        return processes
+
+    @staticmethod
+    def join(processes: list[multiprocessing.process.BaseProcess]) -> list[str]:
+        """Wait for the helpers; what went wrong with any of them."""
+        failures = []
+        for process in processes:
+            process.join()
+            if process.exitcode != 0:
+                failures.append(f"sending process {process.name} exited with code {process.exitcode}")
+        return failures
+
+
+def _helper_main(settings: Settings, spec: CampaignSpec, run_id: int, seed: int | None, index: int) -> None:
+    """A helper process: pump ``run_id`` until nothing is due."""
+    store = Store.open(settings.database_url, create=False)
+    rng = np.random.default_rng([seed, index] if seed is not None else None)
+    ctx = build_context(settings, store, spec, rng, lambda: datetime.now(UTC),
+                        worker=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        asyncio.run(pump_run(ctx, SendReport(run_id, resumed=True, planned={})))
+    finally:
+        store.dispose()
