@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -150,6 +151,57 @@ def kairos(directory: Path, *args: str) -> str:
     return result.stdout
 
 
+class PeakMemory:
+    """Polls /proc for the peak RSS (VmHWM) of a process and each of its children.
+
+    The planning-and-sending process holds the planned audience; the helper processes of
+    ``--workers`` only send, so their peak is the sending path's alone.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peaks: dict[int, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _hwm(pid: int) -> int | None:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return None
+
+    def _children(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[1]) == self.pid:
+                    found.append(int(entry.name))
+        return found
+
+    def _poll(self) -> None:
+        while not self._done.wait(0.1):
+            for pid in [self.pid, *self._children()]:
+                hwm = self._hwm(pid)
+                if hwm is not None:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
+
+    def stop(self) -> dict[str, float | None]:
+        self._done.set()
+        self._thread.join()
+        helpers = [kib for pid, kib in self.peaks.items() if pid != self.pid]
+        return {"helper_peak_rss_mib": round(max(helpers) / 1024, 1) if helpers else None}
+
+
 def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
         directory = Path(tmp)
@@ -164,14 +216,16 @@ def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False)
                                     "--workers", str(workers), "--config", "config.toml"], cwd=directory, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert process.stdout is not None and process.stderr is not None
+        memory = PeakMemory(process.pid)
         _pid, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
+        helpers = memory.stop()
         out, err = process.stdout.read().decode(), process.stderr.read().decode()
         if status != 0:
             raise RuntimeError(f"kairos send failed:\n{out}\n{err}")
         sent = _sent(out)
         result = {"recipients": recipients, "workers": workers, "sent": sent, "seconds": round(elapsed, 2),
-                  "rate": round(sent / elapsed, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+                  "rate": round(sent / elapsed, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), **helpers}
         if dkim:
             result["signed"] = signed
         return result
@@ -311,9 +365,12 @@ def main() -> None:
             "vs_smtp_source": ratio(campaign["rate"], source["rate"]),
             "vs_naive": ratio(campaign["rate"], naive["rate"]),
             "dkim_vs_smtp_source": ratio(signed["rate"], source["rate"]),
-            "memory": {"recipients": {str(campaign["recipients"]): campaign["peak_rss_mib"],
-                                      **({str(large["recipients"]): large["peak_rss_mib"]} if large else {})},
-                       "large_run": large},
+            "memory": {
+                "planning_and_sending_mib": {str(campaign["recipients"]): campaign["peak_rss_mib"],
+                                             **({str(large["recipients"]): large["peak_rss_mib"]} if large else {})},
+                "sending_only_mib": {str(campaign["recipients"]): campaign["helper_peak_rss_mib"],
+                                     **({str(large["recipients"]): large["helper_peak_rss_mib"]} if large else {})},
+                "large_run": large},
         },
         "targets": {"vs_smtp_source": 0.3, "vs_naive": 5.0},
     }
