@@ -3,246 +3,36 @@
 aiosmtplib opens each connection: TCP or implicit TLS, EHLO, STARTTLS, AUTH. Its ``sendmail``
 then costs four round trips and a lock per command, which tops out near 3,000 messages a second
 on one core. When the server advertises PIPELINING, the connection is taken over at the
-transport level (aiosmtplib's lower layer, already through TLS and AUTH) by :class:`_Pipeline`,
-which writes ``MAIL FROM``, ``RCPT TO`` and ``DATA`` as one group and the message body as a
-second, reading the replies in order (RFC 2920): two round trips and two writes per message.
-Servers without PIPELINING get aiosmtplib's ``sendmail``.
+transport level (aiosmtplib's lower layer, already through TLS and AUTH) by a
+:class:`~engine.dispatch.smtp_session.PipelinedSession`, which writes each message's commands
+as one group and its body together with the next message's commands: about one write and one
+read per message. Servers without PIPELINING get aiosmtplib's commands one at a time.
+
+Each connection is served by a worker task that takes messages from one queue, so a busy
+connection keeps pipelining while others open as the queue grows (up to ``max_connections``).
 
 Failures say what they are (:class:`~engine.errors.SmtpError`): a refusal at ``RCPT`` is the
 recipient's (``recipient``; a 5xx is a hard bounce), a 421, a drop or a timeout is the server's
-(``server``; the connection is discarded), 4xx is temporary and 5xx permanent. Rate limits,
-retries and pausing are not here: they wrap this transport (:mod:`engine.dispatch.limits`,
-:mod:`~engine.dispatch.retry`, :mod:`~engine.dispatch.breaker`).
+(``server``; the connection is discarded), 4xx is temporary and 5xx permanent, and a connection
+lost after the whole message was written is ``ambiguous``. Rate limits, retries and pausing are
+not here: they wrap this transport (:mod:`engine.dispatch.limits`, :mod:`~engine.dispatch.retry`,
+:mod:`~engine.dispatch.breaker`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl
-from collections import deque
 from pathlib import Path
 
 import aiosmtplib
 
 from engine.dispatch.base import Delivery, Envelope, Transport
+from engine.dispatch.smtp_session import CommandSession, Job, PipelinedSession, failure, message_body
 from engine.errors import SmtpError
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-_LINE_ENDS = re.compile(rb"\r\n|\n|\r")
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
-def _is_recipient_status(message: str) -> bool:
-    """An enhanced status code about the address (5.1.x) or the mailbox (5.2.1, 4.2.x)."""
-    match = _ENHANCED.match(message)
-    return match is not None and (match.group(2) == "1" or (match.group(2), match.group(3)) == ("2", "1"))
-
-
-def message_body(data: bytes) -> bytes:
-    """The DATA section of ``data``: CRLF line ends, leading dots doubled, ending ``.``."""
-    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
-        data = _LINE_ENDS.sub(b"\r\n", data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    if b"\n." in data or data.startswith(b"."):
-        data = _LEADING_DOT.sub(b"..", data)
-    return data + b".\r\n"
-
-
-def _failure(stage: str, code: int, message: str) -> SmtpError:
-    recipient = stage == "RCPT" or (code >= 500 and _is_recipient_status(message))
-    return SmtpError(message, code=code, permanent=500 <= code < 600, recipient=recipient,
-                     server=code == 421 or (400 <= code < 500 and stage != "RCPT"))
-
-
-class _Pipeline(asyncio.Protocol):
-    """An SMTP client session on an already greeted (and authenticated) transport.
-
-    Replies are parsed as they arrive and queued; :meth:`replies` waits for as many as were
-    asked for, in order. A lost connection fails every wait with a server-side SmtpError.
-    """
-
-    def __init__(self, transport: asyncio.Transport, timeout: float, where: str) -> None:
-        self.transport = transport
-        self.timeout = timeout
-        self.where = where
-        self._buffer = bytearray()
-        self._replies: deque[tuple[int, str]] = deque()
-        self._lines: list[str] = []
-        self._wanted = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: str | None = None
-        transport.set_protocol(self)
-
-    @property
-    def usable(self) -> bool:
-        return self.lost is None and not self.transport.is_closing()
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer.extend(data)
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                break
-            line = bytes(self._buffer[:end]).rstrip(b"\r").decode("utf-8", "replace")
-            del self._buffer[:end + 1]
-            self._lines.append(line[4:])
-            if line[3:4] != "-":
-                try:
-                    code = int(line[:3])
-                except ValueError:
-                    code = 0
-                self._replies.append((code, "\n".join(self._lines)))
-                self._lines = []
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = f"connection to {self.where} lost" + (f": {exc}" if exc else "")
-        self._wake(force=True)
-
-    def eof_received(self) -> bool:
-        self.lost = f"connection to {self.where} closed by the server"
-        self._wake(force=True)
-        return False
-
-    def _wake(self, force: bool = False) -> None:
-        if self._waiter is not None and not self._waiter.done() and (force or len(self._replies) >= self._wanted):
-            self._waiter.set_result(None)
-
-    async def replies(self, count: int) -> list[tuple[int, str]]:
-        if len(self._replies) < count and self.lost is None:
-            self._wanted = count
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(self._waiter, self.timeout)
-            except TimeoutError:
-                self.close()
-                raise SmtpError(f"no reply from {self.where} within {self.timeout:g}s", server=True) from None
-            finally:
-                self._waiter = None
-        if len(self._replies) < count:
-            raise SmtpError(self.lost or f"connection to {self.where} lost", server=True)
-        return [self._replies.popleft() for _ in range(count)]
-
-    def write(self, data: bytes) -> None:
-        if not self.usable:
-            raise SmtpError(self.lost or f"connection to {self.where} closed", server=True)
-        self.transport.write(data)
-
-    async def deliver(self, envelope: Envelope) -> str:
-        commands = [b"MAIL FROM:<" + envelope.sender.encode() + b">\r\n"]
-        commands += [b"RCPT TO:<" + rcpt.encode() + b">\r\n" for rcpt in envelope.recipients]
-        self.write(b"".join(commands) + b"DATA\r\n")
-        answers = await self.replies(len(commands) + 1)
-        (mail_code, mail_text), rcpts, (data_code, data_text) = answers[0], answers[1:-1], answers[-1]
-        refused = [(code, text) for code, text in rcpts if code >= 400]
-        problem: SmtpError | None = None
-        if mail_code == 421 or data_code == 421 or any(code == 421 for code, _ in rcpts):
-            self.close()
-            problem = _failure("MAIL", 421, next(t for c, t in answers if c == 421))
-        elif mail_code >= 400:
-            problem = _failure("MAIL", mail_code, mail_text)
-        elif refused and len(refused) == len(rcpts):
-            problem = _failure("RCPT", *refused[0])
-        elif data_code != 354:
-            problem = _failure("DATA", data_code, data_text)
-        if problem is not None:
-            if data_code == 354:  # the server wants a body we will not send: only closing aborts it
-                self.close()
-            elif self.usable:
-                await self._reset()
-            raise problem
-        self.write(message_body(envelope.data))
-        try:
-            [(code, text)] = await self.replies(1)
-        except SmtpError as exc:
-            raise SmtpError(f"{exc.problem}, after the whole message was sent and before the server's answer",
-                            server=True, ambiguous=True) from exc
-        if code == 421:
-            self.close()
-        if code >= 400:
-            raise _failure("DATA", code, text)
-        return f"{code} {text}"
-
-    async def _reset(self) -> None:
-        self.write(b"RSET\r\n")
-        [(code, _text)] = await self.replies(1)
-        if code != 250:
-            self.close()
-
-    async def quit(self) -> None:
-        if self.usable:
-            self.write(b"QUIT\r\n")
-            with contextlib.suppress(SmtpError):
-                await self.replies(1)
-        self.close()
-
-    def close(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
-        self.lost = self.lost or f"connection to {self.where} closed"
-
-
-class _Plain:
-    """A connection without PIPELINING: aiosmtplib's ``sendmail``."""
-
-    def __init__(self, client: aiosmtplib.SMTP, where: str) -> None:
-        self.client = client
-        self.where = where
-        self.broken = False
-
-    @property
-    def usable(self) -> bool:
-        return not self.broken and self.client.is_connected
-
-    async def deliver(self, envelope: Envelope) -> str:
-        stage = "MAIL"
-        try:
-            await self.client.mail(envelope.sender)
-            stage = "RCPT"
-            for recipient in envelope.recipients:
-                await self.client.rcpt(recipient)
-            stage = "DATA"
-            start = await self.client.execute_command(b"DATA")
-            if start.code != 354:
-                raise aiosmtplib.SMTPDataError(start.code, start.message)
-            stage = "BODY"
-            self.client.protocol.write(message_body(envelope.data))  # type: ignore[union-attr]
-            response = await self.client.protocol.read_response(self.client.timeout)  # type: ignore[union-attr]
-        except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421:
-                self.close()
-            elif stage != "BODY":
-                await self._reset()
-            raise _failure(stage, exc.code, exc.message) from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError, AttributeError) as exc:
-            self.close()
-            raise SmtpError(f"connection to {self.where} failed: {exc}" + (
-                ", after the whole message was sent and before the server's answer" if stage == "BODY" else ""),
-                server=True, ambiguous=stage == "BODY") from exc
-        if response.code >= 400:
-            if response.code == 421:
-                self.close()
-            raise _failure("DATA", response.code, response.message)
-        return f"{response.code} {response.message}"
-
-    async def _reset(self) -> None:
-        try:
-            await self.client.rset()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            self.close()
-
-    async def quit(self) -> None:
-        try:
-            await self.client.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            self.close()
-
-    def close(self) -> None:
-        self.broken = True
-        self.client.close()
+__all__ = ["SmtpTransport", "failure", "message_body"]
 
 
 class SmtpTransport(Transport[Envelope]):
@@ -265,8 +55,10 @@ class SmtpTransport(Transport[Envelope]):
         self.ca_file = ca_file
         self.pipelining = pipelining
         self.max_connections = max_connections
-        self._slots = asyncio.Semaphore(max_connections)
-        self._idle: list[_Pipeline | _Plain] = []
+        self._queue: asyncio.Queue[Job] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+        self._sessions: set[PipelinedSession | CommandSession] = set()
         self.connections_opened = 0
 
     @property
@@ -278,7 +70,7 @@ class SmtpTransport(Transport[Envelope]):
             return None
         return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
 
-    async def _connect(self) -> _Pipeline | _Plain:
+    async def _connect(self) -> PipelinedSession | CommandSession:
         client = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.tls,
                                  start_tls=self.starttls if not self.tls else False, timeout=self.timeout,
                                  tls_context=self._tls_context())
@@ -299,19 +91,62 @@ class SmtpTransport(Transport[Envelope]):
         self.connections_opened += 1
         transport = client.transport
         if self.pipelining and client.supports_extension("pipelining") and isinstance(transport, asyncio.Transport):
-            return _Pipeline(transport, self.timeout, self.where)
-        return _Plain(client, self.where)
+            return PipelinedSession(transport, self.timeout, self.where)
+        return CommandSession(client, self.where)
 
     async def send(self, envelope: Envelope) -> Delivery:
-        async with self._slots:
-            connection = self._idle.pop() if self._idle else await self._connect()
-            try:
-                response = await connection.deliver(envelope)
-            finally:
-                if connection.usable:
-                    self._idle.append(connection)
-            return Delivery(envelope.key, response)
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        job = Job(envelope, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        if self._queue.qsize() > self._waiting and len(self._workers) < self.max_connections:
+            worker = asyncio.get_running_loop().create_task(self._work(self._queue))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        return await job.answer
+
+    def _take(self) -> Job | None:
+        """The next queued job, if one is waiting (never waits)."""
+        if self._queue is None or self._queue.empty():
+            return None
+        return self._queue.get_nowait()
+
+    async def _work(self, queue: asyncio.Queue[Job]) -> None:
+        """One connection's worker: take jobs, (re)connect when needed, deliver."""
+        session: PipelinedSession | CommandSession | None = None
+        try:
+            while True:
+                self._waiting += 1
+                try:
+                    job = await queue.get()
+                finally:
+                    self._waiting -= 1
+                if session is None or not session.usable:
+                    if session is not None:
+                        self._sessions.discard(session)
+                    try:
+                        session = await self._connect()
+                    except SmtpError as error:
+                        session = None
+                        job.fail(error)
+                        continue
+                    self._sessions.add(session)
+                try:
+                    await session.deliver(job, self._take)
+                except SmtpError as error:
+                    job.fail(error)
+        finally:
+            if session is not None:
+                self._sessions.discard(session)
+                with contextlib.suppress(Exception):
+                    session.close()
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        await asyncio.gather(*(connection.quit() for connection in idle), return_exceptions=True)
+        """Say QUIT on every open connection, then stop the workers."""
+        sessions, self._sessions = list(self._sessions), set()
+        await asyncio.gather(*(session.quit() for session in sessions if session.usable), return_exceptions=True)
+        workers, self._workers = set(self._workers), set()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._queue = None
