@@ -177,8 +177,14 @@ def test_a_down_server_pauses_the_run_and_the_next_send_resumes_it(project: Proj
     assert MessageState.FAILED not in states.values() and MessageState.SENT not in states.values()
     assert run.state == RunState.PAUSED
 
+    # r7 unsubscribes while the run is paused: suppressions are checked when sending, not only at planning
+    with project.store().session() as session:
+        add_suppression(session, reason="unsubscribe", recipient_id="r7", email="r7@example.test")
     write_config(project.config, project.db_url, smtp_server.port)
     resumed = project.kairos("send", "news", check=True)
     assert "resuming unfinished run 1" in resumed.stdout and "it had paused" in resumed.stdout
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
-        f"{r}@example.test" for r in ("r1", "r2", "r5", "r7", "r8", "r10", "r11"))
+        f"{r}@example.test" for r in ("r1", "r2", "r5", "r8", "r10", "r11"))
+    with project.store().session() as session:
+        assert session.exec(select(Message).where(Message.recipient_id == "r7")).one().state == \
+            MessageState.SUPPRESSED
