@@ -129,6 +129,8 @@ class SmtpTransport(Transport[Envelope]):
                     except SmtpError as error:
                         session = None
                         job.fail(error)
+                        if not any(s.usable for s in self._sessions):
+                            self._fail_queue(error)
                         continue
                     self._sessions.add(session)
                 try:
@@ -140,6 +142,12 @@ class SmtpTransport(Transport[Envelope]):
                 self._sessions.discard(session)
                 with contextlib.suppress(Exception):
                     session.close()
+
+    def _fail_queue(self, error: SmtpError) -> None:
+        """No connection to the server works: answer every waiting job now rather than let each
+        wait out its own connection attempt (against a silent server, ``timeout`` apiece)."""
+        while (job := self._take()) is not None:
+            job.fail(SmtpError(error.problem, code=error.code, server=True))
 
     async def close(self) -> None:
         """Say QUIT on every open connection, then stop the workers."""

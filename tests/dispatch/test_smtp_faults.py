@@ -9,6 +9,8 @@ own ``sendmail`` (for servers without PIPELINING) are exercised.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections import Counter
 
 import numpy as np
@@ -148,3 +150,38 @@ def test_kairos_send_retries_suppresses_bounces_and_reports_review(tmp_path: pyt
     assert sorted((s.recipient_id, s.reason, s.channel) for s in suppressions) == [
         ("gone0", "hard_bounce", "email"), ("gone1", "hard_bounce", "email")]
     assert run.state == RunState.FINISHED
+
+
+def test_a_silent_server_fails_the_queue_after_one_connection_attempt_per_worker() -> None:
+    """A server that accepts TCP and never greets: each queued message must not wait out its own
+    connection timeout; once no connection works, the whole queue is answered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(100)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], max_connections=2, timeout=0.3)
+
+    async def run() -> list[object]:
+        results = await asyncio.gather(*(transport.send(envelope(k, f"ok-{k}@example.test")) for k in range(50)),
+                                       return_exceptions=True)
+        await transport.close()
+        return list(results)
+
+    results = asyncio.run(run())
+    listener.close()
+    thread.join(5)
+    for connection in accepted:
+        connection.close()
+    assert all(isinstance(r, SmtpError) and r.server and "cannot connect" in str(r) for r in results)
+    assert len(accepted) <= 2  # one attempt per worker, not one per message
