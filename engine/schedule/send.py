@@ -7,15 +7,21 @@ the campaign resumes it like any unfinished run.
 ``workers`` > 1 pumps the run from that many processes (the CPU-bound decide and render steps
 then use every core): the extra ones are spawned once the run is planned, claim batches from
 the same outbox - SQLite's write lock or PostgreSQL's ``FOR UPDATE SKIP LOCKED`` keeps claims
-disjoint - and exit when nothing is due. Each has at most one batch in flight.
+disjoint - and exit when nothing is due. Each has at most one batch in flight. They die with the
+process that started them (Linux's parent-death signal), so a killed sender is one crash under
+one rule, with no orphan still sending behind the resumed run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import multiprocessing.process
 import os
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,7 +168,7 @@ class Helpers:
         context = multiprocessing.get_context("spawn")
         processes: list[multiprocessing.process.BaseProcess] = [
             context.Process(target=_helper_main, name=f"kairos-sender-{index}", daemon=True,
-                            args=(self.settings, self.spec, run_id, self.seed, index))
+                            args=(self.settings, self.spec, run_id, self.seed, index, os.getpid()))
             for index in range(1, self.count + 1)]
         for process in processes:
             process.start()
@@ -179,8 +185,20 @@ class Helpers:
         return failures
 
 
-def _helper_main(settings: Settings, spec: CampaignSpec, run_id: int, seed: int | None, index: int) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies (Linux), so a sender killed with
+    -9 takes its helpers with it: one crash, one rule, no orphan still sending behind a resume."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _helper_main(settings: Settings, spec: CampaignSpec, run_id: int, seed: int | None, index: int,
+                 parent: int) -> None:
     """A helper process: pump ``run_id`` until nothing is due."""
+    _die_with(parent)
     store = Store.open(settings.database_url, create=False)
     rng = np.random.default_rng([seed, index] if seed is not None else None)
     ctx = build_context(settings, store, spec, rng, lambda: datetime.now(UTC),
