@@ -143,7 +143,7 @@ def write_project(directory: Path, recipients: int, port: int, dkim: bool) -> No
 
 def kairos(directory: Path, *args: str) -> str:
     """Run the real command in ``directory``; its output."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {"KAIROS_SECRET": "bench-secret", **os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "engine", *args, "--config", "config.toml"], cwd=directory,
                             env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -209,7 +209,7 @@ def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False)
         kairos(directory, "import", "recipients", "recipients.csv")
         kairos(directory, "import", "content", "content.csv")
         signed = _signs(directory) if dkim else False
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {"KAIROS_SECRET": "bench-secret", **os.environ, "PYTHONPATH": str(ROOT)}
         # wait4 gives this process's own rusage: the peak RSS of the planning-and-sending process
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "engine", "send", "news", "--now", "--seed", "1",
