@@ -50,6 +50,8 @@ class EmailSettings:
     dkim: DkimSettings | None = None
     return_path: str | None = None
     unsubscribe_mailto: str | None = None
+    ca_file: Path | None = None
+    pipelining: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class FcmSettings:
     project_id: str
     credentials_file: Path
     endpoint: str = "https://fcm.googleapis.com"
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,14 @@ class ApnsSettings:
     key_file: Path
     topic: str
     endpoint: str = "https://api.push.apple.com"
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
 class WebPushSettings:
     vapid_private_key_file: Path
     subject: str
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,20 @@ class PathSettings:
 
 @dataclass(frozen=True)
 class SendingSettings:
+    """How the pump sends: batch size, limits, retries, and when to pause a run.
+
+    Rates are messages per second (``None``: unlimited); a campaign's ``[limits]`` may lower them.
+    """
+
     batch_size: int = 500
+    rate_limit: float | None = None
+    domain_rate_limit: float | None = None
+    domain_concurrency: int | None = None
+    retry_attempts: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 300.0
+    max_attempts: int = 4
+    pause_after: int = 20
 
 
 @dataclass(frozen=True)
@@ -177,6 +195,13 @@ def _float(value: Any) -> float:
         raise ValueError("a number") from None
 
 
+def _positive_float(value: Any) -> float:
+    number = _float(value)
+    if not number > 0:
+        raise ValueError("a number greater than 0")
+    return number
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -254,16 +279,22 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "timeout": _float,
         "return_path": _mailbox,
         "unsubscribe_mailto": _mailbox,
+        "ca_file": _str,
+        "pipelining": _bool,
     },
     "email.dkim": {"domain": _str, "selector": _str, "private_key_file": _str},
     "tracking": {"base_url": _http_url, "secret_env": _env_name, "api_key_env": _env_name},
-    "push.fcm": {"project_id": _str, "credentials_file": _str, "endpoint": _http_url},
-    "push.apns": {"team_id": _str, "key_id": _str, "key_file": _str, "topic": _str, "endpoint": _http_url},
-    "push.webpush": {"vapid_private_key_file": _str, "subject": _str},
+    "push.fcm": {"project_id": _str, "credentials_file": _str, "endpoint": _http_url, "ca_file": _str},
+    "push.apns": {"team_id": _str, "key_id": _str, "key_file": _str, "topic": _str, "endpoint": _http_url,
+                  "ca_file": _str},
+    "push.webpush": {"vapid_private_key_file": _str, "subject": _str, "ca_file": _str},
     "paths": {"campaigns": _str, "templates": _str, "models": _str, "inbox": _str},
-    "sending": {"batch_size": _positive_int},
     "segments": {"rebuild_every": _duration, "min_size": _positive_int, "k_min": _cluster_count,
                  "k_max": _cluster_count},
+    "sending": {"batch_size": _positive_int, "rate_limit": _positive_float, "domain_rate_limit": _positive_float,
+                "domain_concurrency": _positive_int, "retry_attempts": _positive_int,
+                "retry_backoff": _positive_float, "retry_backoff_max": _positive_float,
+                "max_attempts": _positive_int, "pause_after": _positive_int},
 }
 REQUIRED = {
     "email.dkim": ("domain", "selector", "private_key_file"),
@@ -366,6 +397,8 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             if dkim else None,
             return_path=email.get("return_path"),
             unsubscribe_mailto=email.get("unsubscribe_mailto"),
+            ca_file=resolve(email["ca_file"]) if "ca_file" in email else None,
+            pipelining=email.get("pipelining", True),
         ),
         tracking=TrackingSettings(
             base_url=tracking.get("base_url", TrackingSettings.base_url),
@@ -375,10 +408,13 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             api_key=secret("tracking", "api_key_env", "KAIROS_API_KEY"),
         ),
         fcm=FcmSettings(fcm["project_id"], resolve(fcm["credentials_file"]),
-                        fcm.get("endpoint", FcmSettings.endpoint)) if fcm else None,
+                        fcm.get("endpoint", FcmSettings.endpoint),
+                        resolve(fcm["ca_file"]) if "ca_file" in fcm else None) if fcm else None,
         apns=ApnsSettings(apns["team_id"], apns["key_id"], resolve(apns["key_file"]), apns["topic"],
-                          apns.get("endpoint", ApnsSettings.endpoint)) if apns else None,
-        webpush=WebPushSettings(resolve(webpush["vapid_private_key_file"]), webpush["subject"])
+                          apns.get("endpoint", ApnsSettings.endpoint),
+                          resolve(apns["ca_file"]) if "ca_file" in apns else None) if apns else None,
+        webpush=WebPushSettings(resolve(webpush["vapid_private_key_file"]), webpush["subject"],
+                                resolve(webpush["ca_file"]) if "ca_file" in webpush else None)
         if webpush else None,
         paths=PathSettings(
             campaigns=resolve(paths.get("campaigns", defaults.campaigns)),
@@ -386,8 +422,8 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             models=resolve(paths.get("models", defaults.models)),
             inbox=resolve(paths.get("inbox", defaults.inbox)),
         ),
-        sending=SendingSettings(batch_size=values.get("sending", {}).get("batch_size", 500)),
         segments=_segments(values.get("segments", {}), source, document),
+        sending=SendingSettings(**values.get("sending", {})),
         source=source,
     )
 

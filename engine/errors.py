@@ -12,7 +12,8 @@
         ├── StoreError           the database cannot be reached or refused a write
         ├── DispatchError        a message could not be handed over
         │   ├── SmtpError
-        │   └── PushError
+        │   ├── PushError
+        │   └── DispatchPaused   too many consecutive server failures: the run pauses
         └── ModelError           a model cannot be trained, loaded or applied
 
 Messages are built in ``__init__`` from the offending values, so every raise site reads as data
@@ -105,25 +106,68 @@ class DispatchError(RuntimeFailure):
     """A message could not be handed to its transport.
 
     :param permanent: True when retrying cannot help (a 5xx, an invalid token).
+    :param server: True when the server or the connection failed rather than this one message
+        (a dropped connection, a 421, a timeout, a 503): what pauses a run when it repeats.
+    :param retry_after: seconds the server asked us to wait before trying again, if it said.
+    :param ambiguous: the message was handed over whole and the connection failed before the
+        server's answer: it may have been delivered, so it is neither retried nor dropped.
     """
 
-    def __init__(self, transport: str, problem: str, *, permanent: bool = False) -> None:
+    def __init__(self, transport: str, problem: str, *, permanent: bool = False, server: bool = False,
+                 retry_after: float | None = None, ambiguous: bool = False) -> None:
         self.transport = transport
         self.problem = problem
         self.permanent = permanent
+        self.server = server
+        self.retry_after = retry_after
+        self.ambiguous = ambiguous
         super().__init__(f"{transport}: {problem}")
 
 
 class SmtpError(DispatchError):
-    """An SMTP server refused or dropped a message."""
+    """An SMTP server refused or dropped a message.
 
-    def __init__(self, problem: str, *, code: int | None = None, permanent: bool = False) -> None:
+    :param recipient: True when the server refused the recipient (at RCPT): a 5xx then is a
+        hard bounce and suppresses the address.
+    """
+
+    def __init__(self, problem: str, *, code: int | None = None, permanent: bool = False,
+                 recipient: bool = False, server: bool = False, ambiguous: bool = False) -> None:
         self.code = code
-        super().__init__("smtp", problem if code is None else f"{code} {problem}", permanent=permanent)
+        self.recipient = recipient
+        super().__init__("smtp", problem if code is None else f"{code} {problem}", permanent=permanent,
+                         server=server, ambiguous=ambiguous)
 
 
 class PushError(DispatchError):
-    """A push provider refused a notification."""
+    """A push provider refused a notification.
+
+    :param status: the HTTP status; :param reason: the provider's error code (``UNREGISTERED``,
+        ``BadDeviceToken``, ``INVALID_ARGUMENT`` ...).
+    :param device_gone: the token or subscription is no longer valid: deactivate the device.
+    """
+
+    def __init__(self, provider: str, problem: str, *, status: int | None = None, reason: str | None = None,
+                 permanent: bool = False, server: bool = False, retry_after: float | None = None,
+                 device_gone: bool = False) -> None:
+        self.status = status
+        self.reason = reason
+        self.device_gone = device_gone
+        super().__init__(provider, problem, permanent=permanent or device_gone, server=server,
+                         retry_after=retry_after)
+
+
+class DispatchPaused(DispatchError):
+    """The transport stopped accepting sends after ``failures`` consecutive server failures.
+
+    Nothing was attempted: the message goes back to the queue untouched and the run pauses.
+    """
+
+    def __init__(self, transport: str, failures: int, last: str) -> None:
+        self.failures = failures
+        self.last = last
+        super().__init__(transport, f"paused after {failures} consecutive server failures (last: {last})",
+                         server=True)
 
 
 class ModelError(RuntimeFailure):

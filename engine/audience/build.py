@@ -69,9 +69,11 @@ def holdout_draw(campaign: str, recipient_ids: Sequence[str]) -> np.ndarray:
 
 
 def reachable(recipient: RecipientRow, channel: str) -> bool:
-    """Consent and an address for ``channel`` (email for now; push arrives with its transports)."""
+    """Consent and an address for ``channel``: an email address, or an active push device."""
     if channel == "email":
         return recipient.consent_email and bool(recipient.email)
+    if channel == "push":
+        return recipient.consent_push and recipient.has_device
     return False
 
 

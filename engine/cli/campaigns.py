@@ -19,7 +19,7 @@ from engine.render.compose import EmailComposer
 from engine.render.samples import compose_samples, load_samples
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import PlannedMember, plan_members, require_content
-from engine.schedule.send import SendReport, build_context, send_campaign
+from engine.schedule.send import Helpers, SendReport, build_context, send_campaign
 from engine.spec import campaign_files, find_campaign, load_campaign
 from engine.spec.model import CampaignSpec
 from engine.store import Store
@@ -160,6 +160,8 @@ def _counts(counts: dict[str, int]) -> str:
 def print_send_report(spec: CampaignSpec, report: SendReport) -> None:
     if report.resumed:
         out.print(f"{spec.name}: resuming unfinished run {report.run_id} instead of starting a new one")
+        if report.resumed_from_pause:
+            out.print(f"  it had paused: {report.resumed_from_pause}")
         if report.released:
             out.print(f"  {report.released} claimed but unsent message(s) returned to the queue")
         if report.review:
@@ -171,6 +173,13 @@ def print_send_report(spec: CampaignSpec, report: SendReport) -> None:
         out.print(f"{spec.name}: run {report.run_id} planned for {sum(report.planned.values())} audience "
                   f"member(s): {_counts(report.planned)}")
     out.print(f"  message states now: {_counts(report.states)}")
+    if report.bounced:
+        out.print(f"  {report.bounced} recipient(s) refused permanently (5xx): recorded as bounces and suppressed")
+    if report.in_flight_review:
+        ids = report.in_flight_review
+        out.print(f"  {len(ids)} message(s) lost their connection after being handed over, before the server's "
+                  f"answer; they may or may not have been delivered and are marked 'review', not re-sent "
+                  f"(message ids {', '.join(map(str, ids[:20]))}{' ...' if len(ids) > 20 else ''})")
     if report.deferred:
         when = report.next_at.isoformat(timespec='minutes') if report.next_at else "later"
         out.print(f"  {report.deferred} message(s) wait for their send time (next at {when}); "
@@ -184,20 +193,29 @@ def send(
     campaign: CampaignArgument,
     now_all: Annotated[bool, typer.Option("--now", help="send every planned message now, "
                                                          "ignoring optimized send times")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="sending processes (decide and render use one core each)")] = 1,
     seed: SeedOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Plan a run now and send every message that is due; resumes an unfinished run.
 
     Returns when every due message is sent or has failed. Exit code 1 when messages failed for
-    a reason other than a recipient's permanent refusal. Example: kairos send weekly-digest
+    a reason other than a recipient's permanent refusal, or when the run paused because the
+    server kept failing (run it again to resume). Example: kairos send weekly-digest --workers 2
     """
     settings = load_settings(config)
     spec = find_campaign(campaign, settings.paths.campaigns, settings.paths.templates)
     store = open_store(settings)
     ctx = build_context(settings, store, spec, np.random.default_rng(seed), now)
-    report = asyncio.run(send_campaign(ctx, now_all=now_all))
+    helpers = Helpers(workers - 1, settings, spec, seed) if workers > 1 else None
+    report = asyncio.run(send_campaign(ctx, now_all=now_all, helpers=helpers))
     print_send_report(spec, report)
+    if report.paused is not None:
+        err.print(f"run {report.run_id} paused: {report.paused}. Nothing more was sent; "
+                  f"{report.states.get('planned', 0)} message(s) stay planned. Run `kairos send {spec.name}` "
+                  "again to resume it once the server is back.", markup=False)
+        raise typer.Exit(1)
     if report.failed:
         err.print(f"{report.failed} message(s) failed to send after retries; they are marked 'failed' "
                   f"(see the messages of run {report.run_id})")

@@ -24,6 +24,7 @@ from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
 from engine.store.tables import MessageState
 
+INSERT_CHUNK = 5000
 _STATE_OF_STATUS = {"send": MessageState.PLANNED, "holdout": MessageState.HOLDOUT,
                     "suppressed": MessageState.SUPPRESSED, "capped": MessageState.CAPPED,
                     "no_consent": MessageState.NO_CONSENT}
@@ -103,9 +104,12 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
         planned = plan_members(session, spec, now, rng=rng, wall_clock=wall_clock)
         run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now, key=key)
         assert run.id is not None
-        rows = []
+        rows: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         for entry in planned:
+            if len(rows) >= INSERT_CHUNK:  # keep at most one chunk of rows in memory
+                outbox.insert_messages(session, rows)
+                rows = []
             status, when = entry.member.status, entry.send_time
             counts[status] = counts.get(status, 0) + 1
             rows.append({

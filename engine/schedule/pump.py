@@ -4,6 +4,20 @@
 network call: a batch is committed as ``sending`` (with its decisions) before any byte leaves,
 and its results are committed after. If the process dies in between, only that batch is
 ambiguous, and :func:`engine.store.outbox.recover_run` reports it for review.
+
+What a result does to its message (:func:`_record`):
+
+- accepted: ``sent``, with its `sent` events;
+- refused for good (5xx, an invalid token): ``failed``; a recipient's 5xx at SMTP ``RCPT`` is also
+  a `bounce` event and a hard-bounce suppression of the address;
+- refused for now (4xx, 421, a drop, HTTP 429/503), after the transport's own retries: back to
+  ``planned`` with a backoff (the server's Retry-After when longer), until ``max_attempts``;
+- the transport paused (too many server failures in a row): back to ``planned`` untouched;
+- the connection failed after the whole message was handed over: ``review`` - it may have been
+  delivered, so it is reported rather than re-sent.
+
+A push message goes to every active device of its recipient: it is sent when any device
+accepted it; devices whose token is gone are deactivated.
 """
 
 from __future__ import annotations
@@ -14,35 +28,57 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from engine.decide import Decision, Policy
-from engine.dispatch.base import Envelope, Transport
-from engine.errors import DispatchError, RenderError
+from engine.dispatch.base import Envelope, PushEnvelope, PushNotification, Transport
+from engine.dispatch.retry import Backoff
+from engine.errors import DispatchError, DispatchPaused, PushError, RenderError, SmtpError
 from engine.render.compose import EmailComposer
 from engine.render.mime import message_id, sender_domain
+from engine.render.push import PushTemplates
 from engine.render.templates import TemplateSet
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
 from engine.store.queries import RecipientRow
-from engine.store.tables import Message, MessageState
+from engine.store.tables import Device, Message, MessageState
 
 MAX_ATTEMPTS = 4
-RETRY_BASE = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """When a message that failed for now is tried again: ``backoff.delay(attempts)`` later,
+    at most ``max_attempts`` times in all (each a claim, with the transport's own retries)."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    backoff: Backoff = field(default_factory=Backoff)
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0), compare=False)
+
+    def delay(self, attempts: int, retry_after: float | None) -> timedelta:
+        return timedelta(seconds=max(retry_after or 0.0, self.backoff.delay(attempts, self.rng)))
 
 
 @dataclass
 class SendContext:
-    """Everything the pump needs for one campaign. Built by the caller, passed in."""
+    """Everything the pump needs for one campaign. Built by the caller, passed in.
+
+    :param composer: renders, tracks, builds and signs each email (VERP sender, List-Unsubscribe, DKIM).
+    """
 
     store: Store
     spec: CampaignSpec
     policy: Policy
     templates: TemplateSet
-    transport: Transport
+    transport: Transport[Envelope]
     from_address: str
     clock: Callable[[], datetime]
     composer: EmailComposer
     worker: str = "kairos"
     batch_size: int = 500
+    push: Transport[PushEnvelope] | None = None
+    requeue: Requeue = field(default_factory=Requeue)
+    push_templates: PushTemplates = field(default_factory=PushTemplates)
 
 
 @dataclass
@@ -51,9 +87,13 @@ class BatchOutcome:
     sent: int = 0
     failed: int = 0
     refused: int = 0
+    bounced: int = 0
     retrying: int = 0
     suppressed: int = 0
     no_consent: int = 0
+    paused: int = 0
+    pause_reason: str | None = None
+    review: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -61,7 +101,7 @@ class BatchOutcome:
 class _Prepared:
     message: Message
     decision: Decision
-    envelope: Envelope
+    envelopes: tuple[Envelope | PushEnvelope, ...]
     header_id: str
 
 
@@ -76,13 +116,31 @@ async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcom
     with ctx.store.session() as session:
         prepared, skipped = _decide_and_render(session, ctx, batch, now, outcome)
         outbox.update_messages(session, skipped + [_sending(p, now) for p in prepared])
-    results = await asyncio.gather(*(ctx.transport.send(p.envelope) for p in prepared), return_exceptions=True)
+    results = await _dispatch(ctx, prepared)
     finished = ctx.clock()
     with ctx.store.session() as session:
-        changes, events = _record(prepared, results, finished, ctx.spec, outcome)
-        outbox.update_messages(session, changes)
-        outbox.record_events(session, events)
+        _record(session, ctx, prepared, results, finished, outcome)
     return outcome
+
+
+async def _dispatch(ctx: SendContext, prepared: Sequence[_Prepared]) -> list[list[Any]]:
+    """Hand every envelope to its transport at once; the results grouped per message."""
+    async def one(envelope: Envelope | PushEnvelope) -> Any:
+        if isinstance(envelope, Envelope):
+            return await ctx.transport.send(envelope)
+        if ctx.push is None:
+            raise PushError("push", "no push provider is configured ([push.fcm], [push.apns], [push.webpush])",
+                            permanent=True)
+        return await ctx.push.send(envelope)
+
+    flat = [envelope for item in prepared for envelope in item.envelopes]
+    results = await asyncio.gather(*(one(e) for e in flat), return_exceptions=True)
+    grouped: list[list[Any]] = []
+    position = 0
+    for item in prepared:
+        grouped.append(list(results[position:position + len(item.envelopes)]))
+        position += len(item.envelopes)
+    return grouped
 
 
 def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message], now: datetime,
@@ -104,6 +162,7 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
     items = ctx.policy.item_table(session, now)
     decisions = {d.recipient_id: d for d in ctx.policy.decide(session, eligible, now, items=items)}
     by_id = {item.id: item for item in items.items}
+    devices = queries.active_devices(session, [d.recipient_id for d in decisions.values() if d.channel == "push"])
     prepared = []
     for message in batch:
         recipient = recipients.get(message.recipient_id)
@@ -121,13 +180,21 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
         header_id = message.header_message_id or message_id(
             message.run_id, message.id or 0, ctx.spec.name, sender_domain(ctx.from_address))
         try:
-            envelope = _envelope(ctx, message, recipient, decision, by_id, header_id, now)
+            if decision.channel == "push":
+                envelopes: tuple[Envelope | PushEnvelope, ...] = _push_envelopes(
+                    ctx, message, recipient, decision, by_id, devices.get(recipient.id, []))
+            else:
+                envelopes = (_envelope(ctx, message, recipient, decision, by_id, header_id, now),)
         except RenderError as exc:
             skipped.append(_final(message, MessageState.FAILED, now, str(exc)))
             outcome.failed += 1
             outcome.errors.append(str(exc))
             continue
-        prepared.append(_Prepared(message, decision, envelope, header_id))
+        if not envelopes:
+            skipped.append(_final(message, MessageState.NO_CONSENT, now, "no active push device at send time"))
+            outcome.no_consent += 1
+            continue
+        prepared.append(_Prepared(message, decision, envelopes, header_id))
     return prepared, skipped
 
 
@@ -156,6 +223,20 @@ def _envelope(ctx: SendContext, message: Message, recipient: RecipientRow, decis
     return Envelope(key=message.id, sender=composed.sender, recipients=(recipient.email,), data=composed.data)
 
 
+def _push_envelopes(ctx: SendContext, message: Message, recipient: RecipientRow, decision: Decision,
+                    items: dict[str, Any], devices: Sequence[Device]) -> tuple[PushEnvelope, ...]:
+    """One notification per active device of the recipient."""
+    assert message.id is not None
+    variant = ctx.spec.variant(decision.variant)
+    rendered = ctx.push_templates.render(variant, template_context(ctx.spec, recipient, decision, items))
+    notification = PushNotification(
+        title=rendered.title, body=rendered.body, url=rendered.url,
+        data=(("campaign", ctx.spec.name), ("variant", decision.variant), ("message", str(message.id))),
+        collapse_key=ctx.spec.name)
+    return tuple(PushEnvelope(key=message.id, device_id=int(device.id or 0), platform=device.platform,
+                              token=device.token, notification=notification) for device in devices)
+
+
 def _decision_log(message: Message, decision: Decision) -> dict[str, Any]:
     log = decision.log()
     if message.decision and "send_time" in message.decision:
@@ -174,34 +255,63 @@ def _final(message: Message, state: str, now: datetime, reason: str) -> dict[str
     return {"id": message.id, "state": state, "last_error": reason[:2000], "updated_at": now}
 
 
-def _record(prepared: Sequence[_Prepared], results: Sequence[Any], now: datetime, spec: CampaignSpec,
-            outcome: BatchOutcome) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], results: Sequence[Sequence[Any]],
+            now: datetime, outcome: BatchOutcome) -> None:
+    """Commit what each message's results mean (the rules in the module docstring)."""
     changes: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    for item, result in zip(prepared, results, strict=True):
-        message, decision = item.message, item.decision
-        if isinstance(result, BaseException):
-            if not isinstance(result, DispatchError):
-                raise result
-            attempts = message.attempts + 1
-            if result.permanent or attempts >= MAX_ATTEMPTS:
-                changes.append(_final(message, MessageState.FAILED, now, str(result)))
-                if result.permanent:
-                    outcome.refused += 1
-                else:
-                    outcome.failed += 1
-                outcome.errors.append(str(result))
-            else:
-                changes.append({"id": message.id, "state": MessageState.PLANNED, "last_error": str(result),
-                                "send_at": now + RETRY_BASE * 2 ** (attempts - 1), "updated_at": now,
-                                "claimed_by": None, "claimed_at": None})
-                outcome.retrying += 1
+    gone: list[int] = []
+    for item, answers in zip(prepared, results, strict=True):
+        message = item.message
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        for error in errors:
+            if not isinstance(error, DispatchError):
+                raise error
+        failures: list[DispatchError] = [e for e in errors if isinstance(e, DispatchError)]
+        gone.extend(envelope.device_id for envelope, answer in zip(item.envelopes, answers, strict=True)
+                    if isinstance(envelope, PushEnvelope) and isinstance(answer, PushError) and answer.device_gone)
+        if len(failures) < len(answers):
+            changes.append({"id": message.id, "state": MessageState.SENT, "sent_at": now, "updated_at": now,
+                            "last_error": "; ".join(map(str, failures))[:2000] or None})
+            outcome.sent += 1
+            events.extend(sent_events(message, item.decision, ctx.spec, now))
             continue
-        changes.append({"id": message.id, "state": MessageState.SENT, "sent_at": now, "updated_at": now,
-                        "last_error": None})
-        outcome.sent += 1
-        events.extend(sent_events(message, decision, spec, now))
-    return changes, events
+        reason = "; ".join(dict.fromkeys(map(str, failures)))
+        paused = [e for e in failures if isinstance(e, DispatchPaused)]
+        temporary = [e for e in failures if not (e.permanent or e.ambiguous or isinstance(e, DispatchPaused))]
+        if paused and not temporary:
+            changes.append({"id": message.id, "state": MessageState.PLANNED, "attempts": message.attempts,
+                            "updated_at": now, "claimed_by": None, "claimed_at": None})
+            outcome.paused += 1
+            outcome.pause_reason = str(paused[0].last or paused[0])
+        elif temporary and message.attempts + 1 < ctx.requeue.max_attempts:
+            retry_after = max((e.retry_after or 0.0 for e in temporary), default=0.0)
+            changes.append({"id": message.id, "state": MessageState.PLANNED, "last_error": reason[:2000],
+                            "send_at": now + ctx.requeue.delay(message.attempts + 1, retry_after), "updated_at": now,
+                            "claimed_by": None, "claimed_at": None})
+            outcome.retrying += 1
+        elif any(e.ambiguous for e in failures) and not temporary:
+            changes.append(_final(message, MessageState.REVIEW, now, reason))
+            outcome.review.append(int(message.id or 0))
+            outcome.errors.append(reason)
+        elif temporary:
+            changes.append(_final(message, MessageState.FAILED, now, f"gave up after {message.attempts + 1} "
+                                  f"attempts: {reason}"))
+            outcome.failed += 1
+            outcome.errors.append(reason)
+        else:
+            changes.append(_final(message, MessageState.FAILED, now, reason))
+            outcome.refused += 1
+            bounce = next((e for e in failures if isinstance(e, SmtpError) and e.recipient), None)
+            if bounce is not None and isinstance(item.envelopes[0], Envelope):
+                address = item.envelopes[0].recipients[0]
+                events.append(outbox.bounce_event(message, now, kind="hard", detail=str(bounce), source="smtp"))
+                queries.add_suppression(session, reason="hard_bounce", recipient_id=message.recipient_id,
+                                        email=address, channel="email", detail=str(bounce)[:500])
+                outcome.bounced += 1
+    outbox.update_messages(session, changes)
+    outbox.record_events(session, events)
+    outbox.deactivate_devices(session, gone, now)
 
 
 def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from engine.spec.model import (
     GuardrailLimits,
     Optimize,
     Schedule,
+    SendLimits,
     Staged,
     Tiers,
     Trigger,
@@ -49,7 +50,7 @@ from engine.spec.rules import (
 )
 
 CAMPAIGN_SUFFIXES = (".toml", ".yaml", ".yml")
-SUPPORTED_CHANNELS = ("email",)
+SUPPORTED_CHANNELS = ("email", "push")
 SUPPORTED_BANDITS = ("thompson", "ucb", "epsilon", "none")
 ITEM_EXPLORATION = ("epsilon", "softmax")
 TEMPLATE_SUFFIXES = (".html", ".txt")
@@ -60,8 +61,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "audience": ("where", "holdout", "frequency_cap", "predicted", "tiers"),
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
-    "variants": ("name", "subject", "template", "preheader"),
+    "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
     "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail"),
+    "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
 
@@ -252,6 +254,13 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
         if "description" in campaign else ""
     track = read.table("campaign.track", campaign.get("track", {}), ("clicks", "opens"))
 
+    channels = _channels(read, data.get("channels", {"allowed": ["email"]}))
+    variants = _variants(read, data["variants"], templates)
+    if "push" in channels:
+        for index, variant in enumerate(variants):
+            if not variant.push_body:
+                raise read.fail(f"variants[{index}].push_body", "missing; a campaign that allows push needs "
+                                "push_body (and may set push_title, push_url) on every variant")
     return CampaignSpec(
         name=name,
         goal=goal,
@@ -259,9 +268,10 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
         schedule=_schedule(read, data.get("schedule", {})),
         audience=_audience(read, data.get("audience", {})),
         content=_content(read, data["content"]),
-        channels=_channels(read, data.get("channels", {"allowed": ["email"]})),
-        variants=_variants(read, data["variants"], templates),
+        channels=channels,
+        variants=variants,
         optimize=_optimize(read, data.get("optimize", {})),
+        limits=_limits(read, data.get("limits", {})),
         source=path,
         spec_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
         description=description,
@@ -412,12 +422,28 @@ def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]
             template=template,
             preheader=read.typed(f"{dotted}.preheader", table["preheader"], _template_text)
             if "preheader" in table else "",
+            **{key: read.typed(f"{dotted}.{key}", table[key], _template_text)
+               for key in ("push_title", "push_body", "push_url") if key in table},
         ))
     names = [v.name for v in variants]
     for index, variant_name in enumerate(names):
         if names.index(variant_name) != index:
             raise read.fail(f"variants[{index}].name", f"variant name {variant_name!r} is used twice")
     return tuple(variants)
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError("a number of messages per second greater than 0")
+    return float(value)
+
+
+def _limits(read: _Reader, value: Any) -> SendLimits:
+    table = read.table("limits", value, SECTIONS["limits"])
+    return SendLimits(
+        rate=read.typed("limits.rate", table["rate"], _rate) if "rate" in table else None,
+        domain_rate=read.typed("limits.domain_rate", table["domain_rate"], _rate) if "domain_rate" in table else None,
+    )
 
 
 def _optimize(read: _Reader, value: Any) -> Optimize:

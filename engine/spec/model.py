@@ -109,10 +109,16 @@ class Content:
 
 @dataclass(frozen=True)
 class Variant:
+    """A message variant. ``push_*`` are the push notification's templates (title defaults to
+    the subject, the link to the first item's URL)."""
+
     name: str
     subject: str
     template: str
     preheader: str = ""
+    push_title: str = ""
+    push_body: str = ""
+    push_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,14 @@ class Optimize:
 
 
 @dataclass(frozen=True)
+class SendLimits:
+    """A campaign's own sending limits (messages per second); they can only lower the config's."""
+
+    rate: float | None = None
+    domain_rate: float | None = None
+
+
+@dataclass(frozen=True)
 class CampaignSpec:
     """A validated campaign. ``source`` and ``spec_hash`` identify the file version it came from."""
 
@@ -165,6 +179,7 @@ class CampaignSpec:
     utm: tuple[tuple[str, str], ...] = ()
     track_clicks: bool = True
     track_opens: bool = True
+    limits: SendLimits = SendLimits()
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     @property

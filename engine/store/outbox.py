@@ -7,7 +7,13 @@ number of workers can pump the same outbox; on SQLite the database's write lock 
 
 The rule for a sender that died (see :func:`recover_run`): a ``claimed`` message had not been
 handed to any transport, so it goes back to ``planned``; a ``sending`` message may or may not
-have left, so it becomes ``review`` and is reported, never silently re-sent or dropped.
+have left, so it becomes ``review`` and is reported, never silently re-sent or dropped. Since a
+batch is committed as ``sending`` only just before its network calls and its results are
+committed right after them, at most the batch in flight (``[sending] batch_size`` messages per
+sender) can be in that state.
+
+A run whose transport failed too many times in a row is *paused* (:func:`pause_run`): its
+untried messages stay ``planned`` and the next ``kairos send`` resumes it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from engine.store.db import upsert
-from engine.store.tables import Event, Message, MessageState, Run, RunState
+from engine.store.tables import Device, Event, Message, MessageState, Run, RunState
 
 
 def unfinished_run(session: Session, campaign: str) -> Run | None:
@@ -153,3 +159,60 @@ def message_refs(session: Session, ids: Sequence[int]) -> dict[int, MessageRef]:
                                .where(col(Message.id).in_(ids[start:start + 900]))).all()
         found.update((int(row[0]), MessageRef(*row)) for row in rows)
     return found
+
+
+def pause_run(session: Session, run_id: int, now: datetime, reason: str) -> None:
+    """Mark a run paused (its planned messages wait), with why and when, in ``counts``."""
+    run = session.get(Run, run_id)
+    if run is not None and run.state != RunState.FINISHED:
+        run.state = RunState.PAUSED
+        run.counts = {**run.counts, "paused": {"at": now.isoformat(), "reason": reason}}
+        session.add(run)
+
+
+def resume_run(session: Session, run_id: int) -> str | None:
+    """Set a paused run running again; returns why it had paused, or None if it was not."""
+    run = session.get(Run, run_id)
+    if run is None or run.state != RunState.PAUSED:
+        return None
+    reason = str((run.counts.get("paused") or {}).get("reason", ""))
+    run.state = RunState.RUNNING
+    run.counts = {k: v for k, v in run.counts.items() if k != "paused"}
+    session.add(run)
+    return reason
+
+
+def deactivate_devices(session: Session, device_ids: Sequence[int], now: datetime) -> None:
+    """Stop sending to devices whose provider said the token or subscription is gone."""
+    if device_ids:
+        session.execute(sa.update(Device).where(col(Device.id).in_(list(device_ids)))
+                        .values(active=False, updated_at=now))
+
+
+def messages_by_id(session: Session, ids: Sequence[int]) -> dict[int, Message]:
+    found: dict[int, Message] = {}
+    for start in range(0, len(ids), 900):
+        for message in session.exec(select(Message).where(col(Message.id).in_(ids[start:start + 900]))).all():
+            found[int(message.id or 0)] = message
+    return found
+
+
+def messages_by_header_id(session: Session, header_ids: Sequence[str]) -> dict[str, Message]:
+    """Messages by their Message-ID header (``<...>``)."""
+    found: dict[str, Message] = {}
+    for start in range(0, len(header_ids), 900):
+        chunk = list(header_ids[start:start + 900])
+        for message in session.exec(select(Message).where(col(Message.header_message_id).in_(chunk))).all():
+            found[str(message.header_message_id)] = message
+    return found
+
+
+def bounce_event(message: Message, ts: datetime, *, kind: str, detail: str, source: str,
+                 suffix: str = "") -> dict[str, Any]:
+    """The `bounce` event of a message: ``kind`` hard (permanent) or soft, ``source`` smtp (refused
+    while sending) or dsn (a delivery status notification that came back later)."""
+    return {"id": f"m{message.id}.bounce.{source}{suffix}", "recipient_id": message.recipient_id, "type": "bounce",
+            "ts": ts, "item_id": None, "campaign": message.campaign, "channel": message.channel or "email",
+            "variant": message.variant, "position": None, "propensity": None, "value": None,
+            "run_id": message.run_id, "message_id": message.id,
+            "data": {"kind": kind, "detail": detail[:1000], "source": source}}

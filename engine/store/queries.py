@@ -44,11 +44,14 @@ class RecipientRow:
     consent_email: bool
     consent_push: bool
     attributes: dict[str, Any]
+    has_device: bool = False  # an active push device (FCM, APNs or Web Push)
 
 
+_HAS_DEVICE = (sa.exists().where(col(Device.recipient_id) == col(Recipient.id), col(Device.active))
+               .correlate(Recipient).label("has_device"))
 _RECIPIENT_COLUMNS = sa.select(*(col(c) for c in (Recipient.id, Recipient.email, Recipient.timezone,
                                                   Recipient.locale, Recipient.consent_email,
-                                                  Recipient.consent_push, Recipient.attributes)))
+                                                  Recipient.consent_push, Recipient.attributes)), _HAS_DEVICE)
 
 
 def all_recipients(session: Session) -> list[RecipientRow]:

@@ -166,16 +166,35 @@ def test_send_resumes_an_interrupted_run_and_reports_the_batch_in_flight(project
     assert len(runs) == 1 and runs[0].state == RunState.FINISHED
 
 
-def test_send_fails_with_exit_1_when_the_smtp_server_is_down(project: Project) -> None:
+def test_a_down_server_pauses_the_run_and_the_next_send_resumes_it(project: Project,
+                                                                    smtp_server: SmtpServer) -> None:
     seed_project(project)
     from engine.dispatch.inbox import free_port
     from tests.conftest import write_config
 
     write_config(project.config, project.db_url, free_port())
+    with project.config.open("a") as config:
+        config.write("retry_backoff = 0.01\npause_after = 5\n")
     result = project.kairos("send", "news", timeout=180)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "cannot connect" in result.stderr
+    assert "cannot connect" in result.stderr and "paused" in result.stderr
     assert "Traceback" not in result.stderr
     with project.store().session() as session:
-        states = {m.state for m in session.exec(select(Message)).all()}
-    assert MessageState.SENT not in states and MessageState.FAILED in states
+        states = {m.recipient_id: m.state for m in session.exec(select(Message)).all()}
+        run = session.exec(select(Run)).one()
+    # Nothing was burnt: every eligible recipient is still planned, none failed.
+    assert {r for r, s in states.items() if s == MessageState.PLANNED} == {"r1", "r2", "r5", "r7", "r8", "r10", "r11"}
+    assert MessageState.FAILED not in states.values() and MessageState.SENT not in states.values()
+    assert run.state == RunState.PAUSED
+
+    # r7 unsubscribes while the run is paused: suppressions are checked when sending, not only at planning
+    with project.store().session() as session:
+        add_suppression(session, reason="unsubscribe", recipient_id="r7", email="r7@example.test")
+    write_config(project.config, project.db_url, smtp_server.port)
+    resumed = project.kairos("send", "news", check=True)
+    assert "resuming unfinished run 1" in resumed.stdout and "it had paused" in resumed.stdout
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+        f"{r}@example.test" for r in ("r1", "r2", "r5", "r8", "r10", "r11"))
+    with project.store().session() as session:
+        assert session.exec(select(Message).where(Message.recipient_id == "r7")).one().state == \
+            MessageState.SUPPRESSED
