@@ -112,6 +112,26 @@ class SendingSettings:
     retry_backoff_max: float = 300.0
     max_attempts: int = 4
     pause_after: int = 20
+    quiet_hours: tuple[int, int] | None = None
+    daily_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """``kairos daemon``: how often it looks for due work, and its periodic duties.
+
+    ``lease``: a claim older than this belongs to a sender that died (the crash rule applies).
+    """
+
+    poll_interval: float = 1.0
+    lease: timedelta = timedelta(minutes=10)
+    retrain_every: timedelta = timedelta(days=1)
+    trigger_lookback: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class _SegmentSettingsMarker:  # placeholder removed below
+    pass
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,7 @@ class Settings:
     paths: PathSettings = PathSettings()
     sending: SendingSettings = SendingSettings()
     segments: SegmentSettings = SegmentSettings()
+    daemon: DaemonSettings = DaemonSettings()
     source: Path | None = None
 
     @classmethod
@@ -250,6 +271,21 @@ def _duration(value: Any) -> timedelta:
     return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
 
 
+def _quiet_hours(value: Any) -> tuple[int, int]:
+    expected = 'two local times ["HH:MM", "HH:MM"], e.g. ["21:00", "08:00"] (may wrap midnight)'
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise ValueError(expected)
+    minutes = []
+    for text in value:
+        match = re.match(r"^([01]\d|2[0-3]):([0-5]\d)$", text)
+        if not match:
+            raise ValueError(expected)
+        minutes.append(int(match.group(1)) * 60 + int(match.group(2)))
+    if minutes[0] == minutes[1]:
+        raise ValueError(expected + ", not the same time twice")
+    return minutes[0], minutes[1]
+
+
 def _cluster_count(value: Any) -> int:
     number = _int(value)
     if not 2 <= number <= 30:
@@ -294,7 +330,10 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "sending": {"batch_size": _positive_int, "rate_limit": _positive_float, "domain_rate_limit": _positive_float,
                 "domain_concurrency": _positive_int, "retry_attempts": _positive_int,
                 "retry_backoff": _positive_float, "retry_backoff_max": _positive_float,
-                "max_attempts": _positive_int, "pause_after": _positive_int},
+                "max_attempts": _positive_int, "pause_after": _positive_int, "quiet_hours": _quiet_hours,
+                "daily_cap": _positive_int},
+    "daemon": {"poll_interval": _positive_float, "lease": _duration, "retrain_every": _duration,
+               "trigger_lookback": _duration},
 }
 REQUIRED = {
     "email.dkim": ("domain", "selector", "private_key_file"),
@@ -423,6 +462,7 @@ def _build(document: Document | None, env: Mapping[str, str]) -> Settings:
             inbox=resolve(paths.get("inbox", defaults.inbox)),
         ),
         segments=_segments(values.get("segments", {}), source, document),
+        daemon=DaemonSettings(**values.get("daemon", {})),
         sending=SendingSettings(**values.get("sending", {})),
         source=source,
     )

@@ -7,6 +7,7 @@ or a terminal state saying why not (holdout, suppressed, capped, no_consent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,16 +111,64 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
             if len(rows) >= INSERT_CHUNK:  # keep at most one chunk of rows in memory
                 outbox.insert_messages(session, rows)
                 rows = []
-            status, when = entry.member.status, entry.send_time
-            counts[status] = counts.get(status, 0) + 1
-            rows.append({
-                "run_id": run.id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
-                "state": _STATE_OF_STATUS[status], "send_at": when.at if when else now,
-                "decision": {"send_time": {"local_hour": when.local_hour, "probability": when.probability,
-                                           "model": when.model}} if when else None,
-                "attempts": 0, "updated_at": now,
-            })
+            counts[entry.member.status] = counts.get(entry.member.status, 0) + 1
+            rows.append(_message_row(run.id, spec, entry, now))
         outbox.insert_messages(session, rows)
         if not counts.get("send"):
             outbox.finish_run_if_done(session, run.id, now)
     return PlannedRun(run.id, counts)
+
+
+def _message_row(run_id: int, spec: CampaignSpec, entry: PlannedMember, now: datetime) -> dict[str, Any]:
+    """The Message row of one audience member: planned with its send time, or why not."""
+    when = entry.send_time
+    return {
+        "run_id": run_id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
+        "state": _STATE_OF_STATUS[entry.member.status], "send_at": when.at if when else now,
+        "decision": {"send_time": {"local_hour": when.local_hour, "probability": when.probability,
+                                   "model": when.model}} if when else None,
+        "attempts": 0, "updated_at": now,
+    }
+
+
+@dataclass(frozen=True)
+class TriggeringEvent:
+    id: str
+    recipient_id: str
+    ts: datetime
+
+
+def plan_triggered(store: Store, spec: CampaignSpec, events: Sequence[TriggeringEvent], now: datetime,
+                   rng: np.random.Generator | None = None) -> dict[str, int]:
+    """One run per triggering event (key ``event:<id>``): its recipient's message, sent
+    ``trigger.delay`` after the event (or now, if that has passed), inside the window.
+
+    An event whose recipient is not in the audience still gets its (empty, finished) run, so it
+    is looked at once. Returns counts by status, plus ``not_in_audience``.
+    """
+    trigger = spec.schedule.trigger
+    assert trigger is not None
+    require_content(store, spec, now)
+    counts: dict[str, int] = {}
+    with store.session() as session:
+        wanted = {event.recipient_id for event in events}
+        members = {m.recipient.id: m for m in build_audience(session, spec, now) if m.recipient.id in wanted}
+        for event in events:
+            run = outbox.start_run(session, spec.name, spec.spec_hash, f"event:{trigger.event}", now,
+                                   key=f"event:{event.id}")
+            assert run.id is not None
+            member = members.get(event.recipient_id)
+            if member is None:
+                counts["not_in_audience"] = counts.get("not_in_audience", 0) + 1
+                outbox.finish_run_if_done(session, run.id, now)
+                continue
+            when = None
+            if member.status == "send":
+                start = max(now, event.ts + trigger.delay)
+                [when] = plan_campaign_send_times(session, spec, [member.recipient.id], [member.recipient.timezone],
+                                                  start, rng)
+            outbox.insert_messages(session, [_message_row(run.id, spec, PlannedMember(member, when), now)])
+            counts[member.status] = counts.get(member.status, 0) + 1
+            if when is None:
+                outbox.finish_run_if_done(session, run.id, now)
+    return counts

@@ -38,6 +38,7 @@ from engine.render.compose import EmailComposer
 from engine.render.mime import message_id, sender_domain
 from engine.render.push import PushTemplates
 from engine.render.templates import TemplateSet
+from engine.schedule.send_rules import SendRules, apply_send_rules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
 from engine.store.queries import RecipientRow
@@ -78,6 +79,7 @@ class SendContext:
     batch_size: int = 500
     push: Transport[PushEnvelope] | None = None
     requeue: Requeue = field(default_factory=Requeue)
+    rules: SendRules = field(default_factory=SendRules)
     push_templates: PushTemplates = field(default_factory=PushTemplates)
 
 
@@ -92,6 +94,8 @@ class BatchOutcome:
     suppressed: int = 0
     no_consent: int = 0
     paused: int = 0
+    deferred: int = 0
+    capped: int = 0
     pause_reason: str | None = None
     review: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -109,7 +113,7 @@ async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcom
     """Send one batch of due messages; None when nothing is due."""
     now = ctx.clock()
     with ctx.store.session() as session:
-        batch = outbox.claim_due_messages(session, now, ctx.batch_size, ctx.worker, run_id)
+        batch = outbox.claim_due_messages(session, now, ctx.batch_size, ctx.worker, run_id, ctx.spec.name)
     if not batch:
         return None
     outcome = BatchOutcome(claimed=len(batch))
@@ -147,7 +151,11 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
                        outcome: BatchOutcome) -> tuple[list[_Prepared], list[dict[str, Any]]]:
     """Check suppressions and consent as of now, decide, and render each message."""
     recipients = queries.recipients_by_id(session, [m.recipient_id for m in batch])
-    skipped: list[dict[str, Any]] = []
+    verdict = apply_send_rules(session, ctx.rules, batch, recipients, now)
+    batch = verdict.allowed
+    skipped: list[dict[str, Any]] = list(verdict.changes)
+    outcome.deferred += verdict.deferred
+    outcome.capped += verdict.capped
     present: list[RecipientRow] = []
     for message in batch:
         if message.recipient_id in recipients:

@@ -39,6 +39,7 @@ from engine.render.compose import EmailComposer
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import plan_run
 from engine.schedule.pump import BatchOutcome, Requeue, SendContext, send_batch
+from engine.schedule.send_rules import SendRules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox
 from engine.store.tables import Message, MessageState
@@ -158,6 +159,7 @@ def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.
         from_address=settings.email.from_address, clock=clock, composer=composer, worker=worker,
         batch_size=sending.batch_size, push=policies(push) if push is not None else None,
         requeue=Requeue(sending.max_attempts, backoff, jitter),
+        rules=SendRules(sending.quiet_hours, sending.daily_cap),
     )
 
 

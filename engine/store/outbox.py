@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,12 +77,15 @@ def recover_run(session: Session, run_id: int, now: datetime) -> Recovery:
 
 
 def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
-                       run_id: int | None = None) -> list[Message]:
-    """Claim up to ``limit`` planned messages whose send_at has come, oldest first."""
+                       run_id: int | None = None, campaign: str | None = None) -> list[Message]:
+    """Claim up to ``limit`` planned messages whose send_at has come, oldest first (of one run,
+    or of one campaign's runs)."""
     due = (select(Message.id).where(Message.state == MessageState.PLANNED, Message.send_at <= now)
            .order_by(col(Message.send_at), col(Message.id)).limit(limit))
     if run_id is not None:
         due = due.where(Message.run_id == run_id)
+    if campaign is not None:
+        due = due.where(Message.campaign == campaign)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claimed = session.scalars(
@@ -216,3 +219,48 @@ def bounce_event(message: Message, ts: datetime, *, kind: str, detail: str, sour
             "variant": message.variant, "position": None, "propensity": None, "value": None,
             "run_id": message.run_id, "message_id": message.id,
             "data": {"kind": kind, "detail": detail[:1000], "source": source}}
+
+
+def triggering_events(session: Session, campaign: str, event_type: str, since: datetime,
+                      limit: int = 5000) -> list[tuple[str, str, datetime]]:
+    """(event id, recipient, time) of ``event_type`` events since ``since`` that have no run of
+    ``campaign`` yet (a run's key ``event:<id>`` marks an event as planned)."""
+    planned = select(Run.id).where(Run.campaign == campaign, Run.key == sa.literal("event:") + col(Event.id))
+    rows = session.exec(select(Event.id, Event.recipient_id, Event.ts)
+                        .where(Event.type == event_type, Event.ts >= since, ~planned.exists())
+                        .order_by(col(Event.ts)).limit(limit)).all()
+    return [(str(i), str(r), t) for i, r, t in rows]
+
+
+def recover_stale(session: Session, now: datetime, lease: timedelta) -> Recovery:
+    """The crash rule for any number of senders: a claim older than ``lease`` belongs to a sender
+    that died. Claimed messages go back to the queue; messages in flight become ``review``."""
+    cutoff = now - lease
+    released = session.execute(
+        sa.update(Message).where(col(Message.state) == MessageState.CLAIMED, col(Message.claimed_at) < cutoff)
+        .values(state=MessageState.PLANNED, claimed_by=None, claimed_at=None, updated_at=now))
+    review = [int(i) for i in session.exec(select(Message.id).where(
+        Message.state == MessageState.SENDING, col(Message.claimed_at) < cutoff)).all() if i is not None]
+    if review:
+        session.execute(sa.update(Message).where(col(Message.id).in_(review))
+                        .values(state=MessageState.REVIEW, updated_at=now,
+                                last_error="in flight when its sender stopped; may or may not have been delivered"))
+    return Recovery(released=int(released.rowcount or 0),  # type: ignore[attr-defined]
+                    review=review)
+
+
+def finish_done_runs(session: Session, now: datetime) -> list[int]:
+    """Mark finished every running run with no message left to send; returns their ids."""
+    running = session.exec(select(Run.id).where(Run.state == RunState.RUNNING)).all()
+    return [int(run_id) for run_id in running if run_id is not None and finish_run_if_done(session, run_id, now)]
+
+
+def sent_since(session: Session, recipient_ids: Sequence[str], since: datetime) -> list[tuple[str, datetime]]:
+    """(recipient, sent_at) of their messages sent since ``since``, every campaign."""
+    found: list[tuple[str, datetime]] = []
+    for start in range(0, len(recipient_ids), 900):
+        found.extend((str(r), t) for r, t in session.exec(
+            select(Message.recipient_id, Message.sent_at).where(
+                col(Message.recipient_id).in_(list(recipient_ids[start:start + 900])),
+                Message.state == MessageState.SENT, col(Message.sent_at) >= since)).all() if t is not None)
+    return found
