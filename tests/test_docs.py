@@ -14,6 +14,7 @@ README = (ROOT / "README.md").read_text()
 
 def registered_commands() -> list[str]:
     import engine.cli.campaigns
+    import engine.cli.daemon
     import engine.cli.data
     import engine.cli.demo
     import engine.cli.learning

@@ -33,6 +33,7 @@ def main() -> None:
     """Entry point of the ``kairos`` console script."""
     from engine.cli import (  # noqa: F401  (register the commands)
         campaigns,
+        daemon,
         data,
         demo,
         learning,
