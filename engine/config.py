@@ -264,11 +264,11 @@ def _mailbox(value: Any) -> str:
 
 
 def _duration(value: Any) -> timedelta:
-    match = re.match(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$", _str(value).strip())
+    match = re.match(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", _str(value).strip())
     if not match or not any(match.groups()):
-        raise ValueError("a duration such as '24h', '7d' or '2w'")
-    weeks, days, hours, minutes = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+        raise ValueError("a duration such as '30s', '10m', '24h', '7d' or '2w'")
+    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _quiet_hours(value: Any) -> tuple[int, int]:

@@ -115,6 +115,7 @@ class Project:
 
     path: Path
     db_url: str
+    opened: list[Store] = field(default_factory=list)
 
     @property
     def config(self) -> Path:
@@ -140,7 +141,10 @@ class Project:
         return result
 
     def store(self) -> Store:
-        return Store.open(self.db_url)
+        """The project's store; the fixture disposes it (and its connections) afterwards."""
+        opened = Store.open(self.db_url)
+        self.opened.append(opened)
+        return opened
 
 
 def write_config(path: Path, db_url: str, smtp_port: int, transport: str = "smtp") -> None:
@@ -165,13 +169,16 @@ def write_config(path: Path, db_url: str, smtp_port: int, transport: str = "smtp
 
 
 @pytest.fixture
-def project(tmp_path: Path, smtp_server: SmtpServer) -> Project:
+def project(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Project]:
     """A project whose config sends to the ``smtp_server`` fixture and stores in SQLite."""
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     (tmp_path / "campaigns").mkdir()
     db_url = f"sqlite:///{tmp_path / 'kairos.db'}"
     write_config(tmp_path / "config.toml", db_url, smtp_server.port)
-    return Project(tmp_path, db_url)
+    made = Project(tmp_path, db_url)
+    yield made
+    for store in made.opened:
+        store.dispose()
 
 
 @contextmanager

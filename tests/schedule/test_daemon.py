@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack as contextlib_exit_stack
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -135,3 +137,99 @@ def test_daemon_sends_schedules_and_triggers_reloads_refuses_and_stops_cleanly(p
     with project.store().session() as session:
         states = [m.state for m in session.exec(select(Message)).all()]
     assert states.count(MessageState.SENT) == 8 and not {MessageState.CLAIMED, MessageState.SENDING} & set(states)
+
+
+def tracked_links(raw: bytes) -> list[str]:
+    text = message_from_bytes(raw, policy=policy.default).get_body(preferencelist=("plain",))
+    assert text is not None
+    return re.findall(r"https?://[^\s>]+/c/[\w.=-]+", str(text.get_content()))
+
+
+def test_a_click_reaches_the_bandit_and_one_click_unsubscribe_stops_planned_messages(
+        project: Project, smtp_server: SmtpServer) -> None:
+    from engine.learn.outcomes import arm_outcomes
+    from engine.schedule.planning import plan_run
+    from engine.spec import load_campaign
+
+    seed(project, 3)
+    port = free_port()
+    configure(project, smtp_server.port, port)
+    at = (datetime.now(UTC) + timedelta(seconds=3)).isoformat(timespec="seconds")
+    project.write("campaigns/news.toml", campaign("news", f'at = "{at}"', "News"))
+    later = project.write("campaigns/later.toml", campaign("later", "", "Later"))
+    # A run planned before anyone unsubscribes: its messages go out in 10 seconds.
+    spec = load_campaign(later, project.path / "templates")
+    planned = plan_run(project.store(), spec, datetime.now(UTC) + timedelta(seconds=10))
+    assert planned.counts == {"send": 3}
+
+    with daemon(project, "--port", str(port)) as (process, log):
+        wait_for(lambda: len(smtp_server.messages) == 3, 40, "the news campaign", log)
+        by_recipient = {m.rcpt_tos[0]: m.data for m in smtp_server.messages}
+
+        # r0 follows a tracked link over HTTP: 302 to the destination, and the bandit sees the click
+        [link] = tracked_links(by_recipient["r0@example.test"])
+        assert link.startswith(f"http://127.0.0.1:{port}/c/")
+        response = httpx.get(link, follow_redirects=False)
+        assert response.status_code == 302
+        assert response.headers["location"].startswith("https://news.example.test/1?")
+        with project.store().session() as session:
+            outcomes = arm_outcomes(session, "news", ["a"], "click", timedelta(hours=48), datetime.now(UTC))
+        assert outcomes.sends.tolist() == [3.0] and outcomes.successes.tolist() == [1.0]
+
+        # r1 unsubscribes with one click (RFC 8058): a POST, no confirmation
+        unsubscribe = re.findall(r"<(http[^>]+)>", str(message_from_bytes(
+            by_recipient["r1@example.test"], policy=policy.default)["List-Unsubscribe"]))[0]
+        answer = httpx.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+        assert answer.status_code == 200
+
+        # the run planned earlier reaches everyone else, not r1
+        wait_for(lambda: len(smtp_server.messages) == 5, 40, "the later campaign", log)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    later_to = sorted(m.rcpt_tos[0] for m in smtp_server.messages[3:])
+    assert later_to == ["r0@example.test", "r2@example.test"]
+    with project.store().session() as session:
+        r1 = session.exec(select(Message).where(Message.campaign == "later", Message.recipient_id == "r1")).one()
+    assert r1.state == MessageState.SUPPRESSED
+
+
+def test_three_workers_on_postgres_send_each_message_once_and_a_new_leader_takes_over(
+        project: Project, smtp_server: SmtpServer, postgres_url: str) -> None:
+    from collections import Counter
+
+    from engine.store import Run
+
+    project.db_url = postgres_url
+    configure(project, smtp_server.port, free_port())
+    with project.config.open("a") as config:
+        config.write('lease = "30s"\n')
+    seed(project, 10_000)
+    at = (datetime.now(UTC) + timedelta(seconds=8)).isoformat(timespec="seconds")
+    project.write("campaigns/bulk.toml", campaign("bulk", f'at = "{at}"', "Bulk"))
+    with contextlib_exit_stack() as stack:
+        workers = [stack.enter_context(daemon(project, "--worker", "--name", f"w{n}")) for n in range(3)]
+        logs = [log for _, log in workers]
+        wait_for(lambda: len(smtp_server.messages) >= 10_000, 300, "10,000 messages", logs[0])
+        # every recipient exactly once
+        counts = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+        assert len(counts) == 10_000 and set(counts.values()) == {1}
+        with project.store().session() as session:
+            assert len(session.exec(select(Run).where(Run.campaign == "bulk")).all()) == 1  # fired once
+            senders = Counter(m.claimed_by for m in session.exec(select(Message)).all())
+        assert len(senders) >= 2, senders  # the workers shared the run
+
+        leaders = [n for n, log in enumerate(logs) if "is leading" in log.read_text()]
+        assert len(leaders) == 1
+        leader = leaders[0]
+        workers[leader][0].kill()
+        workers[leader][0].wait()
+        at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat(timespec="seconds")
+        project.write("campaigns/second.toml", campaign("second", f'at = "{at}"', "Second").replace(
+            "[content]", "[audience]\nwhere = \"id == 'r1'\"\n\n[content]"))
+        wait_for(lambda: "Second" in subjects_to(smtp_server, "r1@example.test"), 60, "the new leader's firing",
+                 logs[(leader + 1) % 3])
+        assert sum("is leading" in log.read_text() for n, log in enumerate(logs) if n != leader) == 1
+        for n, (process, _log) in enumerate(workers):
+            if n != leader:
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=30) == 0
