@@ -1,9 +1,11 @@
-"""Group writes from many concurrent requests into few transactions.
+"""Group commit: many concurrent requests' writes in few transactions, with no added delay.
 
-Each request awaits the flush that contains its rows, so a 2xx answer means the rows are
-stored; under load, one transaction carries the rows of many requests. The write function
-returns one result per row (e.g. whether a click's message exists), handed back to the request
-that submitted it.
+When no write is in progress, a request's rows are written at once. While one is, arriving rows
+wait and all go together in the next write. So a lone request pays one transaction, and under
+load one transaction carries the rows of every request that arrived during the previous one.
+Each request awaits the write that holds its rows, so a 2xx answer means they are stored. The
+write function returns one result per row (e.g. whether a click's message exists), handed back
+to the request that submitted it.
 """
 
 from __future__ import annotations
@@ -17,57 +19,50 @@ Write = Callable[[Rows], Sequence[Any]]
 
 
 class BatchWriter:
-    """Collects rows and hands them to ``write`` (run in a thread) in batches.
+    """Hands rows to ``write`` (run in a thread), one write at a time, batching what waits.
 
-    :param write: stores a batch and returns one result per row; called from a worker thread,
-        one batch at a time.
-    :param max_rows: flush as soon as this many rows are waiting.
-    :param max_delay: flush at the latest this many seconds after the first waiting row.
+    :param write: stores a batch and returns one result per row.
+    :param max_rows: the most rows one write takes; the rest go in the next.
     """
 
-    def __init__(self, write: Write, *, max_rows: int = 500, max_delay: float = 0.02) -> None:
+    def __init__(self, write: Write, *, max_rows: int = 2000) -> None:
         self.write = write
         self.max_rows = max_rows
-        self.max_delay = max_delay
-        self._rows: Rows = []
-        self._waiters: list[tuple[int, asyncio.Future[list[Any]]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[Rows, asyncio.Future[list[Any]]]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     async def submit(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """Queue ``rows``; once written, their results (or raise what the write raised)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[Any]] = loop.create_future()
-        self._rows.extend(rows)
-        self._waiters.append((len(rows), done))
-        if len(self._rows) >= self.max_rows:
-            self._schedule(loop, 0.0)
-        elif self._timer is None:
-            self._schedule(loop, self.max_delay)
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((list(rows), done))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._drain())
         return await done
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_later(delay, lambda: loop.create_task(self.flush()))
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch: list[tuple[Rows, asyncio.Future[list[Any]]]] = []
+                size = 0
+                while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self.max_rows):
+                    entry = self._waiting.pop(0)
+                    batch.append(entry)
+                    size += len(entry[0])
+                await self._write(batch)
+        finally:
+            self._writing = None
 
-    async def flush(self) -> None:
-        """Write everything waiting now."""
-        async with self._lock:
-            self._timer = None
-            rows, waiters = self._rows, self._waiters
-            self._rows, self._waiters = [], []
-            if not waiters:
-                return
-            try:
-                results = list(await asyncio.to_thread(self.write, rows))
-            except Exception as exc:
-                for _, waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                return
-            start = 0
-            for count, waiter in waiters:
+    async def _write(self, batch: list[tuple[Rows, asyncio.Future[list[Any]]]]) -> None:
+        rows = [row for entry_rows, _ in batch for row in entry_rows]
+        try:
+            results = list(await asyncio.to_thread(self.write, rows))
+        except Exception as exc:
+            for _, waiter in batch:
                 if not waiter.done():
-                    waiter.set_result(results[start:start + count])
-                start += count
+                    waiter.set_exception(exc)
+            return
+        start = 0
+        for entry_rows, waiter in batch:
+            if not waiter.done():
+                waiter.set_result(results[start:start + len(entry_rows)])
+            start += len(entry_rows)
