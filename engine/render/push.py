@@ -13,9 +13,9 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import RenderError
+from engine.render.sandbox import sandbox
 from engine.spec.model import Variant
 
 MAX_TITLE = 120
@@ -33,7 +33,8 @@ class PushTemplates:
     """Compiles each variant's push templates once and renders them per recipient."""
 
     def __init__(self) -> None:
-        self.environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        # the same strict sandbox as email templates: internals refused before compiling
+        self.environment = sandbox(jinja2.BaseLoader(), autoescape=False)
         self._compiled: dict[str, jinja2.Template] = {}
 
     def _template(self, source: str, field: str) -> jinja2.Template:

@@ -15,6 +15,7 @@ from typing import Any
 from engine.errors import RenderError, SpecError
 from engine.render.compose import ComposedEmail, EmailComposer
 from engine.render.mime import message_id
+from engine.render.push import PushTemplates, RenderedPush
 from engine.spec.model import CampaignSpec
 from engine.store import Store, queries
 from engine.store.queries import RecipientRow
@@ -105,6 +106,7 @@ class SampleMessage:
     recipient_id: str
     email: ComposedEmail | None
     error: RenderError | None = None
+    push: RenderedPush | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def compose_samples(composer: EmailComposer, samples: Samples, now: datetime,
     spec = composer.spec
     messages: list[SampleMessage] = []
     warnings: dict[str, None] = {}
+    push = PushTemplates() if "push" in spec.channels else None
     if not composer.tracking.base_url.startswith("https://"):
         warnings[f"tracking.base_url is {composer.tracking.base_url}: mailbox providers only honour one-click "
                  "unsubscribe (RFC 8058) over https"] = None
@@ -140,10 +143,11 @@ def compose_samples(composer: EmailComposer, samples: Samples, now: datetime,
                     message_key=number, recipient_id=recipient.id, to=recipient.email or "", variant=variant.name,
                     context=context, item_urls={item.url: item.id for item in samples.items},
                     header_message_id=message_id(0, number, spec.name, composer.domain), date=now)
+                notification = push.render(variant, context) if push is not None else None
             except RenderError as exc:
                 messages.append(SampleMessage(variant.name, recipient.id, None, exc))
                 continue
-            messages.append(SampleMessage(variant.name, recipient.id, email))
+            messages.append(SampleMessage(variant.name, recipient.id, email, push=notification))
             warnings.update(dict.fromkeys(email.rendered.warnings))
             if compiled.fast_html is None and compiled.html is not None \
                     and compiled.plan.reason not in ("no <style> to inline", ""):

@@ -1,4 +1,4 @@
-"""The preview page: campaign x variant x sample recipient, HTML, text and headers side by side.
+"""The preview page: campaign x variant x sample recipient, HTML, text, headers and push side by side.
 
 Every request renders afresh (:func:`engine.track.preview.render_previews`), so the page always
 shows the files as they are. A watcher (watchfiles) on the templates and campaigns directories
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -20,6 +21,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from watchfiles import awatch
 
+from engine.render.push import RenderedPush
 from engine.track.preview import Preview, PreviewSet
 
 KEEPALIVE_SECONDS = 10.0
@@ -100,7 +102,19 @@ def _view(preview: Preview, previews: PreviewSet) -> str:
             f'<p class="muted" id="preheader">{escape(email.rendered.preheader)}</p>'
             f'<div class="panes"><section class="pane"><h2>HTML</h2>{html_pane}</section>'
             f'<section class="pane"><h2>Text</h2><pre id="text">{escape(email.text)}</pre></section>'
-            f'<section class="pane"><h2>Headers</h2><table id="headers">{headers}</table></section></div>')
+            f'<section class="pane"><h2>Headers</h2><table id="headers">{headers}</table></section>'
+            f"{_push_pane(message.push)}</div>")
+
+
+def _push_pane(push: RenderedPush | None) -> str:
+    """The notification the push channel would send, as shown and as handed to the providers."""
+    if push is None:
+        return ""
+    payload = json.dumps({"title": push.title, "body": push.body, "url": push.url}, indent=2, ensure_ascii=False)
+    return (f'<section class="pane" id="push"><h2>Push</h2><div class="notification">'
+            f'<strong id="push-title">{escape(push.title)}</strong><p id="push-body">{escape(push.body)}</p>'
+            f'<p class="muted" id="push-url">{escape(push.url or "no link")}</p></div>'
+            f'<pre id="push-payload">{escape(payload)}</pre></section>')
 
 
 def preview_app(render: Callable[[], PreviewSet], watch: Sequence[Path]) -> Starlette:
