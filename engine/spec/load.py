@@ -194,8 +194,8 @@ def _zone(value: Any) -> str:
     return str(value)
 
 
-def _window(value: Any) -> tuple[int, int]:
-    expected = "two local times [\"HH:MM\", \"HH:MM\"], the first earlier, e.g. [\"08:00\", \"21:00\"]"
+def _clock_pair(value: Any, expected: str) -> tuple[int, int]:
+    """``["HH:MM", "HH:MM"]`` as minutes of the day (``"24:00"`` is 1440); ValueError(expected)."""
     if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
         raise ValueError(expected)
     minutes = []
@@ -204,9 +204,15 @@ def _window(value: Any) -> tuple[int, int]:
         if not clock or (clock.group(1) == "24" and clock.group(2) != "00"):
             raise ValueError(expected)
         minutes.append(int(clock.group(1)) * 60 + int(clock.group(2)))
-    if minutes[0] >= minutes[1]:
-        raise ValueError(expected)
     return minutes[0], minutes[1]
+
+
+def _window(value: Any) -> tuple[int, int]:
+    expected = "two local times [\"HH:MM\", \"HH:MM\"], the first earlier, e.g. [\"08:00\", \"21:00\"]"
+    start, end = _clock_pair(value, expected)
+    if start >= end:
+        raise ValueError(expected)
+    return start, end
 
 
 def _template_text(value: Any) -> str:
@@ -333,17 +339,10 @@ def _schedule(read: _Reader, value: Any) -> Schedule:
 def _quiet_hours(value: Any) -> tuple[int, int]:
     expected = ("two local times [\"HH:MM\", \"HH:MM\"] that differ (they may wrap midnight), "
                 "e.g. [\"22:00\", \"07:00\"]")
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+    start, end = (minute % (24 * 60) for minute in _clock_pair(value, expected))
+    if start == end:
         raise ValueError(expected)
-    minutes = []
-    for text in value:
-        clock = _CLOCK.match(text)
-        if not clock or (clock.group(1) == "24" and clock.group(2) != "00"):
-            raise ValueError(expected)
-        minutes.append((int(clock.group(1)) * 60 + int(clock.group(2))) % (24 * 60))
-    if minutes[0] == minutes[1]:
-        raise ValueError(expected)
-    return minutes[0], minutes[1]
+    return start, end
 
 
 def _audience(read: _Reader, value: Any) -> Audience:

@@ -146,8 +146,8 @@ def _empty(size: int, kind: str) -> Column:
 _COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
             ">": np.greater, ">=": np.greater_equal}
 _ARITHMETIC = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
-# (left kind, op, right kind) -> result kind
-_ARITHMETIC_KINDS = {
+# (left kind, op, right kind) -> result kind: what type-checking (rules.py) and evaluation share
+ARITHMETIC_KINDS = {
     (NUMBER, "+", NUMBER): NUMBER, (NUMBER, "-", NUMBER): NUMBER,
     (NUMBER, "*", NUMBER): NUMBER, (NUMBER, "/", NUMBER): NUMBER,
     (DATE, "+", DURATION): DATE, (DURATION, "+", DATE): DATE, (DATE, "-", DURATION): DATE,
@@ -240,7 +240,7 @@ class _Evaluator:
 
     def arithmetic(self, node: Binary, left: Column, right: Column) -> Column:
         left, right = _align_arithmetic(node.op, left, right)
-        kind = _ARITHMETIC_KINDS.get((left.kind, node.op, right.kind))
+        kind = ARITHMETIC_KINDS.get((left.kind, node.op, right.kind))
         if kind is None:
             raise RuleTypeError(node.column, f"cannot combine {_shown(left.kind)} and {_shown(right.kind)} "
                                 f"with {node.op!r}")

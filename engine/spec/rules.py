@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.spec.rule_eval import (
+    ARITHMETIC_KINDS,
     BOOL,
     DATE,
     DURATION,
@@ -205,14 +206,6 @@ def _hint(node: Node, kind: str) -> str:
 
 
 _COMPARABLE = {BOOL: ("==", "!="), NUMBER: None, TEXT: None, DATE: None, DURATION: None}
-_ARITHMETIC = {
-    (NUMBER, "+", NUMBER): NUMBER, (NUMBER, "-", NUMBER): NUMBER,
-    (NUMBER, "*", NUMBER): NUMBER, (NUMBER, "/", NUMBER): NUMBER,
-    (DATE, "+", DURATION): DATE, (DURATION, "+", DATE): DATE, (DATE, "-", DURATION): DATE,
-    (DATE, "-", DATE): DURATION, (DURATION, "+", DURATION): DURATION, (DURATION, "-", DURATION): DURATION,
-    (DURATION, "*", NUMBER): DURATION, (NUMBER, "*", DURATION): DURATION, (DURATION, "/", NUMBER): DURATION,
-    (DURATION, "/", DURATION): NUMBER,
-}
 
 
 class _Checker:
@@ -300,7 +293,7 @@ class _Checker:
                 return DATE
             if other == DURATION and node.op in ("*", "/"):
                 return DURATION
-        result = _ARITHMETIC.get((left, node.op, right))
+        result = ARITHMETIC_KINDS.get((left, node.op, right))
         if result is None:
             raise RuleSyntaxError(node.column, f"cannot combine {_shown(left)} and {_shown(right)} with "
                                   f"{node.op!r}" + (" (durations are written days(n), hours(n) or weeks(n))"
