@@ -234,6 +234,20 @@ class ModelVersion(SQLModel, table=True):
     promoted: bool = False
 
 
+class StoredSecret(SQLModel, table=True):
+    """A random key Kairos made for itself, kept where every process on the database finds it.
+
+    Used only when the environment provides none (the tracking secret when ``$KAIROS_SECRET``
+    is unset), so that ``send``, ``serve`` and every daemon on one database sign and verify alike.
+    """
+
+    __tablename__: ClassVar[str] = "stored_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=128)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
 class ConsentRecord(SQLModel, table=True):
     """One change of a recipient's consent on a channel: granted or withdrawn, by what source, when.
 
