@@ -1,0 +1,87 @@
+"""A campaign report as rich tables on a terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.report.formatting import DASH, duration, lift_cell, lift_sentence, percent, rate_cell
+from engine.report.model import CampaignReport, Slice
+from engine.report.stats import Rate
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for j, name in enumerate(columns):
+        table.add_column(name, justify="left" if j == 0 else "right")
+    return table
+
+
+def _variant_rows(table: Table, slices: list[Slice], group: str | None = None) -> None:
+    for piece in slices:
+        arm = piece.posterior
+        posterior = (f"{arm.mean:.1%} [{arm.low:.1%}, {arm.high:.1%}]", f"{arm.p_best:.0%}") if arm else (DASH, DASH)
+        first = [group] if group is not None else []
+        table.add_row(*first, piece.name, f"{piece.goal.trials:,}", f"{piece.goal.hits:,}", rate_cell(piece.goal),
+                      lift_cell(piece.lift), *posterior)
+
+
+def print_report(console: Console, report: CampaignReport) -> None:
+    """Print ``report``: states, the goal against the holdout with the lift, engagement, and the
+    splits by variant, channel and (when asked) segment or tier."""
+    scope = f"run {report.run}" if report.run is not None else f"all runs ({len(report.runs)})"
+    window = duration(report.goal_window)
+    console.print(f"[bold]{report.campaign}[/bold]: goal {report.goal} ({report.goal_event} within {window}) · "
+                  f"{scope} · {report.messages:,} messages")
+    states = _table("Messages by state", "state", "messages")
+    for state, count in report.states.items():
+        states.add_row(state, f"{count:,}")
+    console.print(states)
+
+    overall = report.overall
+    goal = _table(f"Goal: {report.goal_event} within {window}", "group", "members", "reached",
+                  "rate [95% CI]")
+    goal.add_row("treated (sent)", f"{overall.goal.trials:,}", f"{overall.goal.hits:,}", rate_cell(overall.goal))
+    if overall.holdout is not None:
+        goal.add_row("holdout", f"{overall.holdout.trials:,}", f"{overall.holdout.hits:,}", rate_cell(overall.holdout))
+    console.print(goal)
+    console.print(lift_sentence(overall.lift), markup=False)
+
+    engagement = _table("Engagement of sent messages", "response", "messages", "rate [95% CI]")
+    for kind, rate in overall.engagement.items():
+        engagement.add_row(kind, f"{rate.hits:,} of {rate.trials:,}", rate_cell(rate))
+    console.print(engagement)
+
+    variants = _table("Variants (lift against the whole holdout; * = significant)", "variant", "sent", "reached",
+                      "rate [95% CI]", "lift [95% CI]", "posterior [95% CrI]", "P(best)")
+    _variant_rows(variants, report.variants)
+    console.print(variants)
+
+    channels = _table("Channels", "channel", "sent", "goal rate", "open", "click", "unsubscribe")
+    for piece in report.channels:
+        channels.add_row(piece.name, f"{piece.goal.trials:,}", rate_cell(piece.goal),
+                         *(percent(piece.engagement[k].value) for k in ("open", "click", "unsubscribe")))
+    console.print(channels)
+
+    if report.split_by is not None:
+        groups = _table(f"By {report.split_by} (each against its own holdout members)", report.split_by, "treated",
+                        "rate", "holdout", "holdout rate", "lift [95% CI]")
+        variants = _table(f"Variants by {report.split_by}", report.split_by, "variant", "sent", "reached",
+                          "rate [95% CI]", "lift [95% CI]", "posterior [95% CrI]", "P(best)")
+        for split in report.groups:
+            piece = split.overall
+            held = piece.holdout or Rate(0, 0, None, None)
+            groups.add_row(piece.name, f"{piece.goal.trials:,}", rate_cell(piece.goal), f"{held.trials:,}",
+                           rate_cell(held), lift_cell(piece.lift))
+            _variant_rows(variants, split.variants, piece.name)
+        console.print(groups)
+        console.print(variants if report.groups else f"no {report.split_by} labels for this campaign's recipients")
+
+    if report.run is None and len(report.runs) > 1:
+        runs = _table("Runs", "run", "started", "trigger", "state", "sent", "holdout", "treated rate",
+                      "holdout rate")
+        for run in report.runs:
+            runs.add_row(str(run.id), run.started_at.isoformat(timespec="minutes"), run.trigger, run.state,
+                         f"{run.states.get('sent', 0):,}", f"{run.states.get('holdout', 0):,}",
+                         rate_cell(run.goal), rate_cell(run.holdout))
+        console.print(runs)
