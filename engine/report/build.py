@@ -25,6 +25,7 @@ from engine.report.model import CampaignReport, GroupSplit, RunSummary, Slice
 from engine.report.outcomes import ENGAGEMENT, MessageOutcomes, message_outcomes
 from engine.report.stats import Rate, lift, rate, rates
 from engine.spec.model import CampaignSpec
+from engine.store import Store
 from engine.store.campaign_columns import MessageColumns, campaign_runs, read_campaign_messages
 from engine.store.tables import MessageState
 
@@ -177,3 +178,10 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
         overall=overall, variants=_variants(frame, spec, overall.holdout or rate(0, 0), rng),
         channels=frame.slices(channels, _codes(frame.messages.channel, channels), compare=False),
         split_by=by, groups=groups)
+
+
+def campaign_report(store: Store, spec: CampaignSpec, now: datetime, *, run: int | None = None,
+                    by: str | None = None, seed: int = 0) -> CampaignReport:
+    """:func:`build_report` in a session of ``store``, with P(best) drawn from ``seed``."""
+    with store.session() as session:
+        return build_report(session, spec, now, np.random.default_rng(seed), run=run, by=by)

@@ -29,6 +29,11 @@ def points(value: float | None) -> str:
     return DASH if value is None else f"{value * 100:+.2f} pts"
 
 
+def share(rate: Rate) -> str:
+    """A rate in percent, without its interval (a dash when nothing was counted)."""
+    return percent(rate.value) if rate.trials else DASH
+
+
 def rate_cell(rate: Rate) -> str:
     return f"{percent(rate.value)} {interval(rate.low, rate.high)}" if rate.trials else DASH
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from engine.report.charts import report_charts
-from engine.report.formatting import duration, lift_cell, lift_sentence, percent, points, rate_cell
+from engine.report.formatting import duration, lift_cell, lift_sentence, percent, points, rate_cell, share
 from engine.report.model import CampaignReport
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -21,7 +21,7 @@ def _environment() -> Environment:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=False, lstrip_blocks=False)
     environment.filters.update(percent=percent, points=points, rate_cell=rate_cell, lift_cell=lift_cell,
-                               lift_sentence=lift_sentence, duration=duration)
+                               lift_sentence=lift_sentence, duration=duration, share=share)
     return environment
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from engine.report.formatting import DASH, duration, lift_cell, lift_sentence, percent, rate_cell
+from engine.report.formatting import DASH, duration, lift_cell, lift_sentence, rate_cell, share
 from engine.report.model import CampaignReport, Slice
 from engine.report.stats import Rate
 
@@ -60,7 +60,7 @@ def print_report(console: Console, report: CampaignReport) -> None:
     channels = _table("Channels", "channel", "sent", "goal rate", "open", "click", "unsubscribe")
     for piece in report.channels:
         channels.add_row(piece.name, f"{piece.goal.trials:,}", rate_cell(piece.goal),
-                         *(percent(piece.engagement[k].value) for k in ("open", "click", "unsubscribe")))
+                         *(share(piece.engagement[k]) for k in ("open", "click", "unsubscribe")))
     console.print(channels)
 
     if report.split_by is not None:
