@@ -81,7 +81,8 @@ class ResponseColumns:
 def read_campaign_responses(session: Session, campaign: str, types: Sequence[str], since: datetime,
                             until: datetime) -> ResponseColumns:
     """Events of ``types`` in [since, until] that name ``campaign`` or no campaign."""
-    statement = (sa.select(col(Event.recipient_id), col(Event.type), _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime)),
+    ts = _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime))
+    statement = (sa.select(col(Event.recipient_id), col(Event.type), ts,
                            sa.func.coalesce(col(Event.message_id), -1))
                  .where(col(Event.type).in_(list(types)), col(Event.ts) >= since, col(Event.ts) <= until,
                         sa.or_(col(Event.campaign).is_(None), col(Event.campaign) == campaign)))
