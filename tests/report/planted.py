@@ -91,6 +91,7 @@ def plant(store: Store, recipients: int = 6000, seed: int = 7) -> Planted:
     truth = Planted()
     messages: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    opened: list[tuple[str, datetime]] = []  # tracked opens name their message, known once stored
     with store.session() as session:
         run = Run(campaign="spring-sale", spec_hash="x", trigger="manual", started_at=PLANNED,
                   state=RunState.FINISHED, finished_at=PLANNED + timedelta(hours=2))
@@ -104,7 +105,7 @@ def plant(store: Store, recipients: int = 6000, seed: int = 7) -> Planted:
         truth.states[state] = truth.states.get(state, 0) + 1
         sent_at = PLANNED + timedelta(hours=1) if state == "sent" else None
         treated = state in ("sent", "failed")
-        messages.append({"id": n + 1, "run_id": run_id, "campaign": "spring-sale", "recipient_id": recipient,
+        messages.append({"run_id": run_id, "campaign": "spring-sale", "recipient_id": recipient,
                          "state": state, "send_at": PLANNED, "sent_at": sent_at,
                          "channel": ("email", "push")[n % 3 == 0] if treated else None,
                          "variant": variant if treated else None, "attempts": int(treated), "updated_at": PLANNED})
@@ -121,8 +122,7 @@ def plant(store: Store, recipients: int = 6000, seed: int = 7) -> Planted:
             arm[1] += reached
             if rng.random() < 0.4:
                 truth.opens += 1
-                events.append(_event(f"o{n}", recipient, "open", start + timedelta(minutes=30), message_id=n + 1,
-                                      campaign="spring-sale"))
+                opened.append((recipient, start + timedelta(minutes=30)))
         else:
             truth.holdout += 1
             truth.holdout_goals += reached
@@ -134,6 +134,10 @@ def plant(store: Store, recipients: int = 6000, seed: int = 7) -> Planted:
             events.append(_event(f"other{n}", recipient, "conversion", start + timedelta(hours=3), campaign="other"))
     with store.session() as session:
         session.execute(sa.insert(Message), messages)
+        message_of = dict(session.execute(sa.select(Message.recipient_id, Message.id)
+                                          .where(Message.run_id == run_id)).all())
+        events += [_event(f"o{recipient}", recipient, "open", ts, message_id=message_of[recipient],
+                          campaign="spring-sale") for recipient, ts in opened]
         session.execute(sa.insert(Event), events)
     return truth
 
