@@ -18,7 +18,7 @@ from engine.store import Store
 from engine.store.tables import Event, Message, Run, RunState
 from tests.conftest import ROOT
 
-NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # the CLI reports as of the real now
 PLANNED = NOW - timedelta(days=5)
 CAMPAIGN = """
     [campaign]
