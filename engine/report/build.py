@@ -92,28 +92,45 @@ def _present(values: np.ndarray, first: Sequence[str] = ()) -> list[str]:
     return [*first, *(v for v in others if v not in first)]
 
 
-def _states(states: np.ndarray) -> dict[str, int]:
-    names, counts = np.unique(states.astype(str), return_counts=True)
-    found = dict(zip(names.tolist(), counts.tolist(), strict=True))
-    ordered = {state: found.pop(state, 0) for state in STATE_ORDER[:5]}
-    ordered.update((state, found.pop(state)) for state in STATE_ORDER[5:] if state in found)
-    return {**ordered, **found}
+def _states_by(codes: np.ndarray, k: int, states: np.ndarray) -> list[dict[str, int]]:
+    """Per code 0..k-1, its messages counted by state: the usual states first, always present."""
+    names, state_code = np.unique(states.astype(str), return_inverse=True)
+    keep = codes >= 0
+    table = np.bincount(codes[keep] * len(names) + state_code.reshape(-1)[keep],
+                        minlength=k * len(names)).reshape(k, len(names))
+    found = []
+    for row in table.tolist():
+        counts = {name: count for name, count in zip(names.tolist(), row, strict=True) if count}
+        ordered = {state: counts.pop(state, 0) for state in STATE_ORDER[:5]}
+        ordered.update((state, counts.pop(state)) for state in STATE_ORDER[5:] if state in counts)
+        found.append({**ordered, **counts})
+    return found
 
 
-def _variants(frame: _Frame, spec: CampaignSpec, holdout: Rate, rng: np.random.Generator,
-              group: str = "all", keep: np.ndarray | None = None) -> list[Slice]:
+@dataclass(frozen=True)
+class _Arms:
+    """The variants to report (the campaign's, then any older ones found) and each message's."""
+
+    names: list[str]
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, frame: _Frame, spec: CampaignSpec) -> _Arms:
+        names = _present(frame.messages.variant[frame.sent], [v.name for v in spec.variants])
+        return cls(names, _codes(frame.messages.variant, names))
+
+
+def _variants(frame: _Frame, arms: _Arms, holdout: Rate, rng: np.random.Generator, group: str = "all",
+              keep: np.ndarray | None = None) -> list[Slice]:
     """Each variant's slice (against ``holdout``) with its Beta posterior."""
-    names = _present(frame.messages.variant[frame.sent], [v.name for v in spec.variants])
-    codes = _codes(frame.messages.variant, names)
-    if keep is not None:
-        codes = np.where(keep, codes, -1)
-    found = frame.slices(names, codes, holdout)
-    posteriors = arm_posteriors(group, names, np.array([s.goal.trials for s in found]),
+    codes = arms.codes if keep is None else np.where(keep, arms.codes, -1)
+    found = frame.slices(arms.names, codes, holdout)
+    posteriors = arm_posteriors(group, arms.names, np.array([s.goal.trials for s in found]),
                                 np.array([s.goal.hits for s in found]), rng)
     return [Slice(s.name, s.goal, s.holdout, s.lift, s.engagement, p) for s, p in zip(found, posteriors, strict=True)]
 
 
-def _groups(frame: _Frame, spec: CampaignSpec, labels: dict[str, str], rng: np.random.Generator) -> list[GroupSplit]:
+def _groups(frame: _Frame, arms: _Arms, labels: dict[str, str], rng: np.random.Generator) -> list[GroupSplit]:
     ids = np.asarray(list(labels), dtype=str)
     recipients = frame.messages.recipient_id.astype(str)
     if len(ids) and len(recipients):
@@ -125,7 +142,7 @@ def _groups(frame: _Frame, spec: CampaignSpec, labels: dict[str, str], rng: np.r
         group_of = np.full(len(recipients), NO_GROUP, dtype=object)
     names = _present(group_of[frame.sent | frame.held])
     codes = _codes(group_of, names)
-    return [GroupSplit(overall, _variants(frame, spec, overall.holdout or rate(0, 0), rng, overall.name,
+    return [GroupSplit(overall, _variants(frame, arms, overall.holdout or rate(0, 0), rng, overall.name,
                                           keep=codes == j))
             for j, overall in enumerate(frame.slices(names, codes))]
 
@@ -138,8 +155,9 @@ def _runs(session: Session, spec: CampaignSpec, frame: _Frame) -> list[RunSummar
         np.full(len(frame.messages), -1, dtype=np.int64)
     treated = frame.rates_by(codes, len(runs), frame.sent, "goal")
     held = frame.rates_by(codes, len(runs), frame.held, "goal")
-    return [RunSummary(int(r.id or 0), r.started_at, r.trigger, r.state, _states(frame.messages.state[codes == j]),
-                       treated[j], held[j]) for j, r in enumerate(runs)]
+    states = _states_by(codes, len(runs), frame.messages.state)
+    return [RunSummary(int(r.id or 0), r.started_at, r.trigger, r.state, states[j], treated[j], held[j])
+            for j, r in enumerate(runs)]
 
 
 def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.random.Generator, *,
@@ -168,14 +186,16 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
         frame = _Frame.of(messages.select(keep), MessageOutcomes({k: v[keep] for k, v in outcomes.reached.items()}))
     [overall] = frame.slices(["all"], np.zeros(len(frame.messages), dtype=np.int64))
     channels = _present(frame.messages.channel[frame.sent], list(spec.channels))
+    arms = _Arms.of(frame, spec)
     groups = []
     if by is not None:
         labels = labels if labels is not None else group_labels(session, spec, by, now)
-        groups = _groups(frame, spec, labels, rng)
+        groups = _groups(frame, arms, labels, rng)
     return CampaignReport(
         campaign=spec.name, goal=spec.goal, goal_event=spec.goal_event, goal_window=spec.goal_window,
-        generated_at=now.astimezone(UTC), run=run, runs=runs, states=_states(frame.messages.state),
-        overall=overall, variants=_variants(frame, spec, overall.holdout or rate(0, 0), rng),
+        generated_at=now.astimezone(UTC), run=run, runs=runs,
+        states=_states_by(np.zeros(len(frame.messages), dtype=np.int64), 1, frame.messages.state)[0],
+        overall=overall, variants=_variants(frame, arms, overall.holdout or rate(0, 0), rng),
         channels=frame.slices(channels, _codes(frame.messages.channel, channels), compare=False),
         split_by=by, groups=groups)
 

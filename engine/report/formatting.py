@@ -8,6 +8,7 @@ from datetime import timedelta
 from engine.report.stats import Lift, Rate
 
 DASH = "–"
+RUNS_SHOWN = 20  # a triggered campaign has a run per event: tables show the latest
 
 
 def percent(value: float | None, digits: int = 1) -> str:

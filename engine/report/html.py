@@ -11,7 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from engine.report.charts import report_charts
-from engine.report.formatting import duration, lift_cell, lift_sentence, percent, points, rate_cell, share
+from engine.report.formatting import RUNS_SHOWN, duration, lift_cell, lift_sentence, percent, points, rate_cell, share
 from engine.report.model import CampaignReport
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -27,7 +27,8 @@ def _environment() -> Environment:
 
 def render_html(report: CampaignReport) -> str:
     """The report as an HTML document."""
-    return _environment().get_template("report.html").render(report=report, charts=report_charts(report))
+    return _environment().get_template("report.html").render(report=report, charts=report_charts(report),
+                                                                    runs_shown=RUNS_SHOWN)
 
 
 def write_html(report: CampaignReport, path: Path) -> None:

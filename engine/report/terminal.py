@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from engine.report.formatting import DASH, duration, lift_cell, lift_sentence, rate_cell, share
+from engine.report.formatting import DASH, RUNS_SHOWN, duration, lift_cell, lift_sentence, rate_cell, share
 from engine.report.model import CampaignReport, Slice
 from engine.report.stats import Rate
 
@@ -80,8 +80,10 @@ def print_report(console: Console, report: CampaignReport) -> None:
     if report.run is None and len(report.runs) > 1:
         runs = _table("Runs", "run", "started", "trigger", "state", "sent", "holdout", "treated rate",
                       "holdout rate")
-        for run in report.runs:
+        for run in report.runs[-RUNS_SHOWN:]:
             runs.add_row(str(run.id), run.started_at.isoformat(timespec="minutes"), run.trigger, run.state,
                          f"{run.states.get('sent', 0):,}", f"{run.states.get('holdout', 0):,}",
                          rate_cell(run.goal), rate_cell(run.holdout))
         console.print(runs)
+        if len(report.runs) > RUNS_SHOWN:
+            console.print(f"the latest {RUNS_SHOWN} of {len(report.runs):,} runs; --json lists them all")

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from rich.console import Console
 
 from engine.errors import DataError
-from engine.report import build_report, report_json
+from engine.report import build_report, print_report, render_html, report_json
 from engine.report.stats import lift, rate
 from engine.store import Store
 from engine.store.tables import Event, Message, Run, RunState
@@ -132,3 +133,29 @@ def test_holdout_members_are_credited_from_their_planned_send_time(store: Store,
     with store.session() as session:
         holdout = build_report(session, spec, NOW, np.random.default_rng(0)).overall.holdout
     assert holdout is not None and (holdout.hits, holdout.trials) == (1, 3)
+
+
+def test_a_campaign_with_a_run_per_event_counts_each_run_and_shows_the_latest(store: Store, tmp_path: Path) -> None:
+    spec = write_campaign(tmp_path)
+    with store.session() as session:
+        runs = [Run(campaign="spring-sale", spec_hash="x", trigger="event:signup", key=f"event:e{n}",
+                    started_at=PLANNED + timedelta(minutes=n), state=RunState.FINISHED) for n in range(25)]
+        session.add_all(runs)
+        session.flush()
+        session.execute(sa.insert(Message), [
+            {"run_id": run.id, "campaign": "spring-sale", "recipient_id": f"r{n:05d}",
+             "state": "sent" if n % 5 else "holdout", "send_at": run.started_at,
+             "sent_at": run.started_at if n % 5 else None, "variant": "bold" if n % 5 else None,
+             "updated_at": PLANNED} for n, run in enumerate(runs)])
+    with store.session() as session:
+        report = build_report(session, spec, NOW, np.random.default_rng(0))
+    assert [sum(r.states.values()) for r in report.runs] == [1] * 25
+    assert [r.states["holdout"] for r in report.runs[:6]] == [1, 0, 0, 0, 0, 1]
+    assert report.states["sent"] == 20 and report.states["holdout"] == 5
+
+    console = Console(record=True, width=200)
+    print_report(console, report)
+    shown = console.export_text()
+    assert "the latest 20 of 25 runs; --json lists them all" in shown
+    assert f"\n│ {report.runs[-1].id} " in shown and f"\n│ {report.runs[4].id} " not in shown
+    assert "The latest 20 of 25 runs" in render_html(report)
