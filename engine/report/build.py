@@ -33,6 +33,7 @@ STATE_ORDER = (MessageState.SENT, MessageState.HOLDOUT, MessageState.SUPPRESSED,
                MessageState.NO_CONSENT, MessageState.FAILED, MessageState.REVIEW, MessageState.PLANNED,
                MessageState.CLAIMED, MessageState.SENDING)
 NO_GROUP = "(none)"
+TIERS = ("high", "medium", "low")  # propensity tiers, listed in this order rather than by name
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def _groups(frame: _Frame, arms: _Arms, labels: dict[str, str], rng: np.random.G
         group_of = np.where(ids[position] == recipients, label_of[position], NO_GROUP)
     else:
         group_of = np.full(len(recipients), NO_GROUP, dtype=object)
-    names = _present(group_of[frame.sent | frame.held])
+    found = _present(group_of[frame.sent | frame.held])
+    names = [*(tier for tier in TIERS if tier in found), *(name for name in found if name not in TIERS)]
     codes = _codes(group_of, names)
     return [GroupSplit(overall, _variants(frame, arms, overall.holdout or rate(0, 0), rng, overall.name,
                                           keep=codes == j))

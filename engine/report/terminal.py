@@ -10,10 +10,11 @@ from engine.report.model import CampaignReport, Slice
 from engine.report.stats import Rate
 
 
-def _table(title: str, *columns: str) -> Table:
+def _table(title: str, *columns: str, names: int = 1) -> Table:
+    """A table whose first ``names`` columns are names (left) and the rest numbers (right)."""
     table = Table(title=title, title_justify="left", title_style="bold")
     for j, name in enumerate(columns):
-        table.add_column(name, justify="left" if j == 0 else "right")
+        table.add_column(name, justify="left" if j < names else "right")
     return table
 
 
@@ -67,7 +68,7 @@ def print_report(console: Console, report: CampaignReport) -> None:
         groups = _table(f"By {report.split_by} (each against its own holdout members)", report.split_by, "treated",
                         "rate", "holdout", "holdout rate", "lift [95% CI]")
         variants = _table(f"Variants by {report.split_by}", report.split_by, "variant", "sent", "reached",
-                          "rate [95% CI]", "lift [95% CI]", "posterior [95% CrI]", "P(best)")
+                          "rate [95% CI]", "lift [95% CI]", "posterior [95% CrI]", "P(best)", names=2)
         for split in report.groups:
             piece = split.overall
             held = piece.holdout or Rate(0, 0, None, None)
