@@ -49,8 +49,7 @@ def message_outcomes(session: Session, campaign: str, messages: MessageColumns, 
     since = datetime.fromtimestamp(float(messages.at.min()) - _EARLY, UTC)
     until = min(now, datetime.fromtimestamp(float(messages.at.max()), UTC) + engagement_window)
     responses = read_campaign_responses(session, campaign, list(kinds), since, until)
-    windows = {kind: engagement_window.total_seconds() for kind in ENGAGEMENT}
-    reached = {kind: credit(messages, responses, kind, windows.get(kind, 0.0)) for kind in ENGAGEMENT}
+    reached = {kind: credit(messages, responses, kind, engagement_window.total_seconds()) for kind in ENGAGEMENT}
     reached["goal"] = credit(messages, responses, goal_event, goal_window.total_seconds(), direct_window=True)
     return MessageOutcomes(reached)
 
