@@ -1,4 +1,4 @@
-"""Campaign reports over planted outcomes: rates, lift and its interval, splits, runs, empty campaigns."""
+"""Campaign reports over planted outcomes: rates, lift and its interval, attribution, splits, runs, empty campaigns."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from rich.console import Console
 
 from engine.errors import DataError
 from engine.report import build_report, print_report, render_html, report_json
+from engine.report.outcomes import credit
 from engine.report.stats import lift, rate
 from engine.store import Store
+from engine.store.campaign_columns import MessageColumns, ResponseColumns
 from engine.store.tables import Event, Message, Run, RunState
 from tests.report.planted import NOW, PLANNED, TREATED_RATES, plant, write_campaign
 
@@ -159,3 +161,27 @@ def test_a_campaign_with_a_run_per_event_counts_each_run_and_shows_the_latest(st
     assert "the latest 20 of 25 runs; --json lists them all" in shown
     assert f"\n│ {report.runs[-1].id} " in shown and f"\n│ {report.runs[4].id} " not in shown
     assert "The latest 20 of 25 runs" in render_html(report)
+
+
+def test_events_naming_their_message_count_for_it_and_others_go_to_the_latest_touch() -> None:
+    def objects(*values: str | None) -> np.ndarray:
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+
+    hour = 3600.0
+    # ann: two runs, sent at 0h and 10h; bob: held out, planned at 0h
+    messages = MessageColumns(
+        id=np.array([1, 2, 3]), run_id=np.array([1, 2, 1]), recipient_id=objects("ann", "ann", "bob"),
+        state=objects("sent", "sent", "holdout"), at=np.array([0.0, 10 * hour, 0.0]),
+        channel=objects("email", "email", None), variant=objects("a", "a", None))
+    responses = ResponseColumns(
+        recipient_id=objects("ann", "ann", "bob", "bob"), type=objects("click", "conversion", "conversion", "click"),
+        ts=np.array([11 * hour, 12 * hour, 50 * hour, 1 * hour]), message_id=np.array([1, -1, -1, 7]))
+    # the click names ann's first message: it counts there, though her second came in between
+    assert credit(messages, responses, "click", 48 * hour).tolist() == [True, False, False]
+    # ... unless the goal window (here 2h) has passed since that message
+    assert credit(messages, responses, "click", 2 * hour, direct_window=True).tolist() == [False, False, False]
+    # a conversion names nothing: ann's latest touch gets it; bob's came 50h after his planned send
+    assert credit(messages, responses, "conversion", 48 * hour).tolist() == [False, True, False]
+    assert credit(messages, responses, "conversion", 60 * hour).tolist() == [False, True, True]
