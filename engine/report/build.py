@@ -27,6 +27,7 @@ from engine.report.stats import Rate, lift, rate, rates
 from engine.spec.model import CampaignSpec
 from engine.store import Store
 from engine.store.campaign_columns import MessageColumns, campaign_runs, read_campaign_messages
+from engine.store.columnar import latest_segment_version
 from engine.store.tables import MessageState
 
 STATE_ORDER = (MessageState.SENT, MessageState.HOLDOUT, MessageState.SUPPRESSED, MessageState.CAPPED,
@@ -171,7 +172,8 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
         ``tier`` (their propensity tier for this campaign, as of now).
     :param labels: {recipient_id: group} to split by instead of computing them for ``by``.
     :param rng: the draws behind each variant's probability of being best.
-    :raises DataError: for an unknown ``by`` or a run this campaign does not have.
+    :raises DataError: for an unknown ``by``, ``segment`` before any segments are built, or a run
+        this campaign does not have.
     """
     if by is not None and by not in SPLITS:
         raise DataError(None, "--by", f"expected one of {', '.join(SPLITS)}, got {by!r}")
@@ -191,6 +193,8 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
     arms = _Arms.of(frame, spec)
     groups = []
     if by is not None:
+        if labels is None and by == "segment" and latest_segment_version(session) is None:
+            raise DataError(None, "--by", "no segments are built yet; run `kairos segments build`")
         labels = labels if labels is not None else group_labels(session, spec, by, now)
         groups = _groups(frame, arms, labels, rng)
     return CampaignReport(

@@ -80,7 +80,7 @@ def print_report(console: Console, report: CampaignReport) -> None:
 
     if report.run is None and len(report.runs) > 1:
         runs = _table("Runs", "run", "started", "trigger", "state", "sent", "holdout", "treated rate",
-                      "holdout rate")
+                      "holdout rate", names=4)
         for run in report.runs[-RUNS_SHOWN:]:
             runs.add_row(str(run.id), run.started_at.isoformat(timespec="minutes"), run.trigger, run.state,
                          f"{run.states.get('sent', 0):,}", f"{run.states.get('holdout', 0):,}",

@@ -96,6 +96,7 @@ def test_the_report_prints_tables_and_json_with_a_stable_schema(project: Project
 @pytest.mark.parametrize(("args", "message"), [
     (["nope"], "no campaign 'nope'"),
     (["spring-sale", "--by", "planet"], "--by: expected one of segment, tier, got 'planet'"),
+    (["spring-sale", "--by", "segment"], "--by: no segments are built yet; run `kairos segments build`"),
     (["spring-sale", "--run", "99"], "campaign 'spring-sale' has no run 99 (its runs: none yet)"),
     (["spring-sale", "--html", "missing/report.html"], "--html: missing is not a directory"),
 ])
