@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from engine.audience.experiments import SPLITS, arm_posteriors, group_labels
 from engine.errors import DataError
-from engine.features.events import is_none
+from engine.features.events import codes, is_none
 from engine.report.model import CampaignReport, GroupSplit, RunSummary, Slice
 from engine.report.outcomes import ENGAGEMENT, MessageOutcomes, message_outcomes
 from engine.report.stats import Rate, lift, rate, rates
@@ -77,17 +77,6 @@ class _Frame:
         return found
 
 
-def _codes(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """The index of each value in ``names`` (-1 for None or a name not listed), vectorized."""
-    if not len(names) or not len(values):
-        return np.full(len(values), -1, dtype=np.int64)
-    text = np.where(is_none(values), "\0", values).astype(str)
-    vocabulary = np.asarray(names, dtype=str)
-    order = np.argsort(vocabulary)
-    position = np.searchsorted(vocabulary[order], text).clip(0, len(names) - 1)
-    return np.where(vocabulary[order][position] == text, order[position], -1).astype(np.int64)
-
-
 def _present(values: np.ndarray, first: Sequence[str] = ()) -> list[str]:
     """``first``, then every other non-None value found, sorted."""
     others: list[str] = np.unique(values[~is_none(values)].astype(str)).tolist() if len(values) else []
@@ -119,7 +108,7 @@ class _Arms:
     @classmethod
     def of(cls, frame: _Frame, spec: CampaignSpec) -> _Arms:
         names = _present(frame.messages.variant[frame.sent], [v.name for v in spec.variants])
-        return cls(names, _codes(frame.messages.variant, names))
+        return cls(names, codes(frame.messages.variant, names))
 
 
 def _variants(frame: _Frame, arms: _Arms, holdout: Rate, rng: np.random.Generator, group: str = "all",
@@ -144,10 +133,10 @@ def _groups(frame: _Frame, arms: _Arms, labels: dict[str, str], rng: np.random.G
         group_of = np.full(len(recipients), NO_GROUP, dtype=object)
     found = _present(group_of[frame.sent | frame.held])
     names = [*(tier for tier in TIERS if tier in found), *(name for name in found if name not in TIERS)]
-    codes = _codes(group_of, names)
+    group = codes(group_of, names)
     return [GroupSplit(overall, _variants(frame, arms, overall.holdout or rate(0, 0), rng, overall.name,
-                                          keep=codes == j))
-            for j, overall in enumerate(frame.slices(names, codes))]
+                                          keep=group == j))
+            for j, overall in enumerate(frame.slices(names, group))]
 
 
 def _runs(session: Session, spec: CampaignSpec, frame: _Frame) -> list[RunSummary]:
@@ -202,7 +191,7 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
         generated_at=now.astimezone(UTC), run=run, runs=runs,
         states=_states_by(np.zeros(len(frame.messages), dtype=np.int64), 1, frame.messages.state)[0],
         overall=overall, variants=_variants(frame, arms, overall.holdout or rate(0, 0), rng),
-        channels=frame.slices(channels, _codes(frame.messages.channel, channels), compare=False),
+        channels=frame.slices(channels, codes(frame.messages.channel, channels), compare=False),
         split_by=by, groups=groups)
 
 
