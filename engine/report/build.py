@@ -114,8 +114,8 @@ class _Arms:
 def _variants(frame: _Frame, arms: _Arms, holdout: Rate, rng: np.random.Generator, group: str = "all",
               keep: np.ndarray | None = None) -> list[Slice]:
     """Each variant's slice (against ``holdout``) with its Beta posterior."""
-    codes = arms.codes if keep is None else np.where(keep, arms.codes, -1)
-    found = frame.slices(arms.names, codes, holdout)
+    arm_of = arms.codes if keep is None else np.where(keep, arms.codes, -1)
+    found = frame.slices(arms.names, arm_of, holdout)
     posteriors = arm_posteriors(group, arms.names, np.array([s.goal.trials for s in found]),
                                 np.array([s.goal.hits for s in found]), rng)
     return [Slice(s.name, s.goal, s.holdout, s.lift, s.engagement, p) for s, p in zip(found, posteriors, strict=True)]
@@ -143,11 +143,11 @@ def _runs(session: Session, spec: CampaignSpec, frame: _Frame) -> list[RunSummar
     runs = campaign_runs(session, spec.name)
     ids = np.array([r.id for r in runs], dtype=np.int64)  # in id order, as runs are listed
     position = np.searchsorted(ids, frame.messages.run_id).clip(0, max(len(ids) - 1, 0))
-    codes = np.where(ids[position] == frame.messages.run_id, position, -1) if len(ids) else \
+    run_of = np.where(ids[position] == frame.messages.run_id, position, -1) if len(ids) else \
         np.full(len(frame.messages), -1, dtype=np.int64)
-    treated = frame.rates_by(codes, len(runs), frame.sent, "goal")
-    held = frame.rates_by(codes, len(runs), frame.held, "goal")
-    states = _states_by(codes, len(runs), frame.messages.state)
+    treated = frame.rates_by(run_of, len(runs), frame.sent, "goal")
+    held = frame.rates_by(run_of, len(runs), frame.held, "goal")
+    states = _states_by(run_of, len(runs), frame.messages.state)
     return [RunSummary(int(r.id or 0), r.started_at, r.trigger, r.state, states[j], treated[j], held[j])
             for j, r in enumerate(runs)]
 
@@ -166,6 +166,8 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
     """
     if by is not None and by not in SPLITS:
         raise DataError(None, "--by", f"expected one of {', '.join(SPLITS)}, got {by!r}")
+    if by == "segment" and labels is None and latest_segment_version(session) is None:
+        raise DataError(None, "--by", "no segments are built yet; run `kairos segments build`")
     messages = read_campaign_messages(session, spec.name)
     outcomes = message_outcomes(session, spec.name, messages, spec.goal_event, spec.goal_window, now)
     everything = _Frame.of(messages, outcomes)
@@ -182,8 +184,6 @@ def build_report(session: Session, spec: CampaignSpec, now: datetime, rng: np.ra
     arms = _Arms.of(frame, spec)
     groups = []
     if by is not None:
-        if labels is None and by == "segment" and latest_segment_version(session) is None:
-            raise DataError(None, "--by", "no segments are built yet; run `kairos segments build`")
         labels = labels if labels is not None else group_labels(session, spec, by, now)
         groups = _groups(frame, arms, labels, rng)
     return CampaignReport(
