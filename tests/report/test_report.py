@@ -117,6 +117,11 @@ def test_an_empty_campaign_reports_zeros(store: Store, tmp_path: Path) -> None:
     data = report_json(report)
     assert data["overall"]["goal"] == {"hits": 0, "trials": 0, "rate": 0.0, "low": None, "high": None}
     assert data["split"] == {"by": "segment", "groups": []}
+    console = Console(record=True, width=160)
+    print_report(console, report)
+    assert "lift: not measurable yet" in console.export_text()
+    page = render_html(report)
+    assert "<h1>spring-sale</h1>" in page and 'id="lift">–<' in page
 
 
 def test_holdout_members_are_credited_from_their_planned_send_time(store: Store, tmp_path: Path) -> None:
