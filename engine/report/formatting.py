@@ -58,3 +58,12 @@ def lift_sentence(lift: Lift | None) -> str:
             relative += f" [{lift.relative_low:+.1%}, {lift.relative_high:+.1%}]"
     verdict = "significant at 95%" if lift.significant else "not significant at 95%"
     return f"lift: {lift_cell(lift).removesuffix(' *')} (95% CI){relative}; {verdict}"
+
+
+def capped_note(states: dict[str, int]) -> str | None:
+    """A caution when frequency-capped members (sent nothing, in neither group) could tilt the lift."""
+    capped = states.get("capped", 0)
+    if not capped or not states.get("holdout", 0):
+        return None
+    return (f"note: {capped:,} capped member(s) got nothing and are in neither group; the holdout was drawn "
+            "before capping, so it also holds members who would have been capped")

@@ -10,25 +10,24 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from engine.report import formatting
 from engine.report.charts import report_charts
-from engine.report.formatting import RUNS_SHOWN, duration, lift_cell, lift_sentence, percent, points, rate_cell, share
 from engine.report.model import CampaignReport
 
 TEMPLATES = Path(__file__).parent / "templates"
+FILTERS = ("percent", "points", "share", "rate_cell", "lift_cell", "lift_sentence", "duration", "capped_note")
 
 
 def _environment() -> Environment:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                              trim_blocks=False, lstrip_blocks=False)
-    environment.filters.update(percent=percent, points=points, rate_cell=rate_cell, lift_cell=lift_cell,
-                               lift_sentence=lift_sentence, duration=duration, share=share)
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    environment.filters.update({name: getattr(formatting, name) for name in FILTERS})
     return environment
 
 
 def render_html(report: CampaignReport) -> str:
     """The report as an HTML document."""
-    return _environment().get_template("report.html").render(report=report, charts=report_charts(report),
-                                                                    runs_shown=RUNS_SHOWN)
+    template = _environment().get_template("report.html")
+    return template.render(report=report, charts=report_charts(report), runs_shown=formatting.RUNS_SHOWN)
 
 
 def write_html(report: CampaignReport, path: Path) -> None:

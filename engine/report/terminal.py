@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.report.formatting import DASH, RUNS_SHOWN, duration, lift_cell, lift_sentence, rate_cell, share
+from engine.report.formatting import DASH, RUNS_SHOWN, capped_note, duration, lift_cell, lift_sentence, rate_cell, share
 from engine.report.model import CampaignReport, Slice
 from engine.report.stats import Rate
 
@@ -47,6 +47,8 @@ def _goal(console: Console, report: CampaignReport) -> None:
         _row(goal, "holdout", f"{overall.holdout.trials:,}", f"{overall.holdout.hits:,}", rate_cell(overall.holdout))
     console.print(goal)
     console.print(lift_sentence(overall.lift), markup=False)
+    if (note := capped_note(report.states)) is not None:
+        console.print(note, markup=False)
     engagement = _table("Engagement of sent messages", "response", "messages", "rate [95% CI]")
     for kind, rate in overall.engagement.items():
         _row(engagement, kind, f"{rate.hits:,} of {rate.trials:,}", rate_cell(rate))

@@ -71,6 +71,7 @@ def test_the_report_prints_tables_and_json_with_a_stable_schema(project: Project
     assert "spring-sale: goal convert (conversion within 48h)" in shown
     assert re.search(r"lift: \+\d+\.\d\d pts \[\+\d+\.\d\d, \+\d+\.\d\d\] \(95% CI\).*significant at 95%", shown)
     assert "Variants by segment" in shown and "bargain-hunters" in shown
+    assert "note: 120 capped member(s) got nothing and are in neither group" in shown
 
     data = json.loads(project.kairos("report", "spring-sale", "--by", "segment", "--json", check=True).stdout)
     assert set(data) == {"schema", "campaign", "goal", "goal_event", "goal_window_seconds", "generated_at", "run",
