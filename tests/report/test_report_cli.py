@@ -88,6 +88,11 @@ def test_the_report_prints_tables_and_json_with_a_stable_schema(project: Project
     for group in data["split"]["groups"]:
         check_slice({k: v for k, v in group.items() if k != "variants"})
         assert [v["name"] for v in group["variants"]] == ["bold", "calm"]
+    # the same sends judged by their opens: every planted open, none for the holdout
+    opens = json.loads(project.kairos("report", "spring-sale", "--goal", "open", "--window", "2h", "--json",
+                                      check=True).stdout)
+    assert (opens["goal_event"], opens["goal_window_seconds"]) == ("open", 2 * 3600)
+    assert opens["overall"]["goal"]["hits"] == truth.opens and opens["overall"]["holdout"]["hits"] == 0
     [run] = data["runs"]
     assert set(run) == {"id", "started_at", "trigger", "state", "states", "goal", "holdout"}
     only = json.loads(project.kairos("report", "spring-sale", "--run", str(run["id"]), "--json", check=True).stdout)
@@ -100,6 +105,8 @@ def test_the_report_prints_tables_and_json_with_a_stable_schema(project: Project
     (["spring-sale", "--by", "segment"], "--by: no segments are built yet; run `kairos segments build`"),
     (["spring-sale", "--run", "99"], "campaign 'spring-sale' has no run 99 (its runs: none yet)"),
     (["spring-sale", "--html", "missing/report.html"], "--html: missing is not a directory"),
+    (["spring-sale", "--goal", "Sent"], "--goal: expected one of"),
+    (["spring-sale", "--goal", "conversion", "--window", "soon"], "--window: expected a duration"),
 ])
 def test_bad_input_exits_2_with_a_useful_message(project: Project, args: list[str], message: str) -> None:
     write_campaign(project.path / "campaigns")
