@@ -42,6 +42,9 @@ def test_demo_runs_every_example_campaign_into_the_local_inbox(tmp_path: Path) -
     assert tracked.get("open", 0) == sum(int(o) for _, o, _ in readings) > 0
     assert tracked.get("click", 0) == sum(int(c) for _, _, c in readings) > 0
     assert "refused" not in result.stdout
+    # the lift against the holdout, on conversions both groups can reach, with its interval
+    assert re.search(r"weekly-digest: conversions within 7 days, [\d.]+% of \d+ sent messages against [\d.]+% of "
+                     r"\d+ held out: lift [+-][\d.]+ pts \[[+-][\d.]+, [+-][\d.]+\] \(95% CI", result.stdout)
     assert campaigns == {"weekly-digest", "spotlight"}
     for key in keys[:20]:
         message = message_from_bytes(inbox.get_bytes(key), policy=policy.default)

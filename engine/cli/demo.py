@@ -17,6 +17,7 @@ import dataclasses
 import secrets
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +36,13 @@ from engine.errors import KairosError, SpecError
 from engine.learn.ranker import TrainingParams
 from engine.learn.training import train_campaign
 from engine.render.tokens import token_key
+from engine.report import campaign_report
 from engine.schedule.daemon import EmbeddedServer
 from engine.schedule.send import build_context, send_campaign
 from engine.sim import TOPICS, World, make_catalog, make_population, seed_store, simulate_history
 from engine.sim.baselines import click_given_open, history_stats, top_items
 from engine.sim.population import GROUP_NAMES, Population
-from engine.sim.readers import load_mail, read_mail
+from engine.sim.readers import load_mail, organic_conversions, read_mail
 from engine.sim.respond import SimEvents
 from engine.spec import CampaignSpec, campaign_files, load_campaign
 from engine.store import ContentItem, Message, MessageState, Store
@@ -170,9 +172,34 @@ async def _send_and_read(settings: Settings, store: Store, specs: list[CampaignS
                               f"{reading.seconds:.1f}s: {reading.opens} opens, {reading.clicks} clicks, "
                               f"{reading.conversions} conversions, {reading.unsubscribes} one-click unsubscribes"
                               + (f", {reading.refused} refused" if reading.refused else ""), markup=False)
+            if settings.tracking.api_key:
+                organic = await organic_conversions(worlds[specs[0].name], client, rng,
+                                                    api_key=settings.tracking.api_key, now=now())
+                out.print(f"\n{organic} conversions that no message caused (the baseline a holdout measures) posted "
+                          "to POST /events", markup=False)
     finally:
         server.should_exit = True
         await serving
+    for spec in specs:
+        _show_report(store, spec, settings)
+
+
+def _show_report(store: Store, spec: CampaignSpec, settings: Settings) -> None:
+    """The campaign's lift against its holdout, on conversions (which held-out members can reach too)."""
+    if not spec.audience.holdout:
+        return
+    judged = dataclasses.replace(spec, goal="conversion", goal_window=timedelta(days=7))
+    report = campaign_report(store, judged, now())
+    overall = report.overall
+    line = (f"{spec.name}: conversions within 7 days, {overall.goal.value:.1%} of {overall.goal.trials} sent messages "
+            f"against {overall.holdout.value:.1%} of {overall.holdout.trials} held out" if overall.holdout else "")
+    if overall.lift is not None and overall.lift.absolute is not None:
+        line += (f": lift {overall.lift.absolute * 100:+.1f} pts [{(overall.lift.low or 0) * 100:+.1f}, "
+                 f"{(overall.lift.high or 0) * 100:+.1f}] (95% CI"
+                 f"{', significant' if overall.lift.significant else ', not significant'})")
+    out.print(line, markup=False)
+    out.print(f"  the whole report: KAIROS_DATABASE_URL={settings.database_url} kairos report {spec.name} "
+              "--goal conversion --window 7d --html report.html", markup=False)
 
 
 def _show_variants(store: Store, run_id: int, spec: CampaignSpec) -> None:

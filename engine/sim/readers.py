@@ -149,3 +149,30 @@ async def read_mail(world: World, mails: list[Mail], client: httpx.AsyncClient, 
     await asyncio.gather(*calls)
     return Reading(len(mails), answers["opens"], answers["clicks"], answers["unsubscribes"],
                    answers["conversions"], answers["refused"], time.perf_counter() - started)
+
+
+# P(a reader buys within the week without any message), the same for everyone: what a holdout
+# is measured against.
+ORGANIC_CONVERSION = 0.03
+
+
+async def organic_conversions(world: World, client: httpx.AsyncClient, rng: np.random.Generator, *,
+                              api_key: str, now: datetime, concurrency: int = 32) -> int:
+    """Conversions that no message caused, for the whole population, posted to ``/events``.
+
+    They name no campaign, so a report credits them to each recipient's latest touch (a send, or
+    a holdout member's planned send) — the baseline a holdout's lift is measured against.
+    Returns how many the server accepted.
+    """
+    who = np.flatnonzero(rng.random(len(world.population)) < ORGANIC_CONVERSION)
+    events = [{"recipient_id": world.population.ids[r], "type": "conversion", "ts": now.astimezone(UTC).isoformat(),
+               "id": f"organic-conversion-{world.population.ids[r]}-{int(now.timestamp())}"} for r in who]
+    limit = asyncio.Semaphore(concurrency)
+
+    async def post(chunk: list[dict[str, str]]) -> int:
+        async with limit:
+            response = await client.post("/events", json=chunk, headers={"Authorization": f"Bearer {api_key}"})
+        return len(chunk) if response.status_code == 202 else 0
+
+    accepted = await asyncio.gather(*(post(events[i:i + 100]) for i in range(0, len(events), 100)))
+    return sum(accepted)
