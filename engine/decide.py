@@ -9,7 +9,9 @@ now). In order, for the whole batch at once:
    the slots, logging each pick's probability given the earlier slots;
 3. channel: the predicted engagement on each reachable channel, with exploration;
 4. variant: the bandit over the campaign's variants, from outcomes credited inside the goal
-   window across all runs, behind the guardrail, or the stages of a staged test.
+   window across all runs, behind the guardrail, or the stages of a staged test. With
+   ``optimize.split_by`` the bandit runs per persona or tier (each group's outcomes, shrunk
+   toward the campaign's while the group has few), so each group can find its own winner.
 
 Everything is vectorized over recipients and items; the only Python loops are over slots and
 over the finished decisions to package them.
@@ -26,6 +28,7 @@ import numpy as np
 from sqlmodel import Session
 
 from engine.audience.build import reachable
+from engine.audience.experiments import group_labels
 from engine.features.attributes import AttributeEncoding
 from engine.features.content import ItemTable, build_item_table
 from engine.features.events import load_events
@@ -35,7 +38,7 @@ from engine.learn.bandit import ArmOutcomes, Guardrail, StagedTest, mix_explorat
 from engine.learn.channel import choose_channels, predicted_rates
 from engine.learn.exploration import SlotPicks, fill_slots
 from engine.learn.models import promoted_ranker
-from engine.learn.outcomes import arm_outcomes
+from engine.learn.outcomes import arm_outcomes, arm_outcomes_by_group
 from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.spec.model import CampaignSpec
 from engine.store import queries
@@ -120,6 +123,7 @@ class DecisionBatch:
     context: dict[str, Any]
     channels: tuple[str, ...]
     variants: tuple[str, ...]
+    groups: tuple[str, ...] | None = None   # each recipient's experiment group, with split_by
 
     @property
     def decided(self) -> np.ndarray:
@@ -150,9 +154,31 @@ class DecisionBatch:
                 channel=self.channels[self.channel[row]], channel_probability=float(self.channel_probability[row]),
                 variant=self.variants[self.variant[row]], variant_probability=float(self.variant_probability[row]),
                 model_versions=self.model_versions, features_hash=f"{int(hashes[row]):016x}",
-                candidates=candidates, context=self.context,
+                candidates=candidates,
+                context=self.context if self.groups is None else {**self.context, "experiment_group": self.groups[row]},
             ))
         return out
+
+
+NO_GROUP = "(none)"
+#: How many sends of the campaign-wide evidence a group starts from: a new persona begins near the
+#: campaign's posterior and moves away as its own messages come in.
+GROUP_PRIOR_SENDS = 20.0
+
+
+@dataclass(frozen=True)
+class ExperimentGroups:
+    """Who is in which experiment group, and each group's outcomes per variant."""
+
+    labels: dict[str, str]
+    outcomes: dict[str, ArmOutcomes]
+
+    def within(self, group: str, overall: ArmOutcomes) -> ArmOutcomes:
+        """The group's counts plus :data:`GROUP_PRIOR_SENDS` pseudo-sends at the campaign's rates."""
+        own = self.outcomes.get(group, ArmOutcomes.empty(len(overall.sends)))
+        rate = (overall.successes + 1.0) / (overall.sends + 2.0)
+        return ArmOutcomes(own.sends + GROUP_PRIOR_SENDS, own.successes + GROUP_PRIOR_SENDS * rate,
+                           own.unsubscribes, own.complaints)
 
 
 class Policy:
@@ -170,6 +196,7 @@ class Policy:
         self.guardrail = Guardrail(**spec.optimize.guardrail.__dict__) if spec.optimize.guardrail else None
         self._scorer = scorer
         self._outcomes: tuple[datetime, ArmOutcomes, bool] | None = None
+        self._groups: tuple[datetime, ExperimentGroups] | None = None
 
     def item_table(self, session: Session, now: datetime) -> ItemTable:
         return build_item_table(session, self.spec.content, now, self.spec.goal_event)
@@ -205,13 +232,34 @@ class Policy:
             self._outcomes = cached = (now, outcomes, exploiting)
         return cached[1], cached[2]
 
-    def variant_distribution(self, outcomes: ArmOutcomes, exploiting: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        """P(variant) for this batch, and what to log about how it was reached."""
+    def experiment_groups(self, session: Session, now: datetime) -> ExperimentGroups | None:
+        """With ``optimize.split_by``: each recipient's group and each group's outcomes (refreshed
+        at most every minute); None without it."""
+        by = self.spec.optimize.split_by
+        if by is None:
+            return None
+        cached = self._groups
+        if cached is None or not timedelta(0) <= now - cached[0] < OUTCOME_REFRESH:
+            labels = group_labels(session, self.spec, by, now)
+            names = [v.name for v in self.spec.variants]
+            outcomes = arm_outcomes_by_group(session, self.spec.name, names, self.spec.goal_event,
+                                             self.spec.goal_window, now, labels)
+            self._groups = cached = (now, ExperimentGroups(labels, outcomes))
+        return cached[1]
+
+    def variant_distribution(self, outcomes: ArmOutcomes, exploiting: bool, *,
+                             within: ArmOutcomes | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """P(variant) for this batch, and what to log about how it was reached.
+
+        :param within: the outcomes of one experiment group to choose by; the guardrail still
+            judges the campaign's (an arm that drives unsubscribes is paused everywhere).
+        """
         names = [v.name for v in self.spec.variants]
         allowed = self.guardrail.paused(outcomes) if self.guardrail else np.zeros(len(names), dtype=bool)
         allowed = ~allowed
         policy = StagedTest(exploiting) if self.spec.optimize.staged is not None else self.variants
-        inner = policy.probabilities(outcomes.sends[allowed], outcomes.successes[allowed], self.rng)
+        counts = within if within is not None else outcomes
+        inner = policy.probabilities(counts.sends[allowed], counts.successes[allowed], self.rng)
         distribution = np.zeros(len(names))
         distribution[allowed] = inner
         distribution = mix_exploration(distribution, self.spec.optimize.exploration, allowed)
@@ -223,7 +271,8 @@ class Policy:
         return distribution, context
 
     def decide_features(self, features: BatchFeatures, scorer: ItemScorer, outcomes: ArmOutcomes,
-                        exploiting: bool = False, *, candidates: bool = False) -> DecisionBatch:
+                        exploiting: bool = False, *, candidates: bool = False,
+                        groups: ExperimentGroups | None = None) -> DecisionBatch:
         """Decide for a batch from its features alone (pure numpy: no store access)."""
         optimize, content = self.spec.optimize, self.spec.content
         n = len(features.recipient_ids)
@@ -237,12 +286,22 @@ class Policy:
                                   optimize.exploration, self.rng)
         distribution, context = self.variant_distribution(outcomes, exploiting)
         variant = self.rng.choice(len(distribution), size=n, p=distribution)
+        probability = distribution[variant]
+        labels = None
+        if groups is not None:
+            labels = tuple(groups.labels.get(r, NO_GROUP) for r in features.recipient_ids)
+            label_array = np.asarray(labels, dtype=object)
+            for name in sorted(set(labels)):  # a loop over groups, not recipients
+                rows = np.flatnonzero(label_array == name)
+                within, _ = self.variant_distribution(outcomes, exploiting, within=groups.within(name, outcomes))
+                variant[rows] = self.rng.choice(len(within), size=len(rows), p=within)
+                probability[rows] = within[variant[rows]]
         versions = {"ranker": scorer.version, "bandit": self.variants.name, "channel": CHANNEL_MODEL}
         return DecisionBatch(
             features=features, scores=scores, picks=picks, channel=channel.channel,
-            channel_probability=channel.probability, variant=variant, variant_probability=distribution[variant],
+            channel_probability=channel.probability, variant=variant, variant_probability=probability,
             model_versions=versions, context=context, channels=self.spec.channels,
-            variants=tuple(v.name for v in self.spec.variants),
+            variants=tuple(v.name for v in self.spec.variants), groups=labels,
         )
 
     def decide_batch(self, session: Session, recipients: Sequence[RecipientRow], now: datetime, *,
@@ -251,7 +310,8 @@ class Policy:
         scorer = self.scorer(session)
         features = self.features(session, recipients, now, table, scorer)
         outcomes, exploiting = self.arm_outcomes(session, now)
-        return self.decide_features(features, scorer, outcomes, exploiting, candidates=candidates)
+        return self.decide_features(features, scorer, outcomes, exploiting, candidates=candidates,
+                                    groups=self.experiment_groups(session, now))
 
     def decide(self, session: Session, recipients: Sequence[RecipientRow], now: datetime,
                *, candidates: bool = False, items: ItemTable | None = None) -> list[Decision]:

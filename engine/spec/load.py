@@ -55,7 +55,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
-    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "split_by"),
     "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
@@ -317,7 +317,18 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
         temperature=read.typed("optimize.temperature", table.get("temperature", 0.5), values.fraction(0.01, 100.0)),
         staged=staged,
         guardrail=guardrail,
+        split_by=_split_by(read, table),
     )
+
+
+def _split_by(read: _Reader, table: dict[str, Any]) -> str | None:
+    """A bandit per persona or tier needs a bandit and something to choose between."""
+    if "split_by" not in table:
+        return None
+    split: str = read.typed("optimize.split_by", table["split_by"], values.choice("segment", "tier"))
+    if table.get("bandit", "thompson") == "none":
+        raise read.fail("optimize.split_by", "needs a bandit to split; bandit is 'none'")
+    return split
 
 
 def campaign_files(directory: Path) -> Iterator[Path]:

@@ -150,6 +150,8 @@ class Optimize:
     temperature: float = 0.5
     staged: Staged | None = None
     guardrail: GuardrailLimits | None = None
+    #: run the variant bandit separately per persona ("segment") or propensity "tier"
+    split_by: str | None = None
 
 
 @dataclass(frozen=True)
