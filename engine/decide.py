@@ -19,6 +19,7 @@ over the finished decisions to package them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,7 +46,11 @@ from engine.store import queries
 from engine.store.queries import RecipientRow
 
 CHANNEL_MODEL = "engagement-1"
-OUTCOME_REFRESH = timedelta(seconds=60)
+# Variant outcomes are re-read from the event log every OUTCOME_REFRESH, or, for a campaign so
+# large that reading them takes a while, every REFRESH_COST_FACTOR times as long as that took:
+# events reach the bandit within seconds, and re-reading never costs over a tenth of the time.
+OUTCOME_REFRESH = timedelta(seconds=10)
+REFRESH_COST_FACTOR = 10
 _HASH_MULTIPLIERS = np.random.default_rng(20261).integers(1, 2**62, size=512, dtype=np.uint64) | np.uint64(1)
 
 
@@ -196,6 +201,7 @@ class Policy:
         self.guardrail = Guardrail(**spec.optimize.guardrail.__dict__) if spec.optimize.guardrail else None
         self._scorer = scorer
         self._outcomes: tuple[datetime, ArmOutcomes, bool] | None = None
+        self._refresh = OUTCOME_REFRESH
         self._groups: tuple[datetime, ExperimentGroups] | None = None
 
     def item_table(self, session: Session, now: datetime) -> ItemTable:
@@ -221,25 +227,28 @@ class Policy:
         return BatchFeatures(tuple(ids), items, features, inputs, can_reach.reshape(len(ids), len(self.spec.channels)))
 
     def arm_outcomes(self, session: Session, now: datetime) -> tuple[ArmOutcomes, bool]:
-        """Per-variant outcomes (refreshed at most every minute) and whether a staged test exploits."""
+        """Per-variant outcomes (re-read every :data:`OUTCOME_REFRESH` or so) and whether a staged test exploits."""
         cached = self._outcomes
-        if cached is None or not timedelta(0) <= now - cached[0] < OUTCOME_REFRESH:
+        if cached is None or not timedelta(0) <= now - cached[0] < self._refresh:
+            started = time.perf_counter()
             names = [v.name for v in self.spec.variants]
             outcomes = arm_outcomes(session, self.spec.name, names, self.spec.goal_event, self.spec.goal_window, now)
             staged = self.spec.optimize.staged
             first = queries.first_send_time(session, self.spec.name) if staged is not None else None
             exploiting = staged is not None and first is not None and now >= first + staged.wait
             self._outcomes = cached = (now, outcomes, exploiting)
+            took = time.perf_counter() - started
+            self._refresh = max(OUTCOME_REFRESH, timedelta(seconds=REFRESH_COST_FACTOR * took))
         return cached[1], cached[2]
 
     def experiment_groups(self, session: Session, now: datetime) -> ExperimentGroups | None:
-        """With ``optimize.split_by``: each recipient's group and each group's outcomes (refreshed
-        at most every minute); None without it."""
+        """With ``optimize.split_by``: each recipient's group and each group's outcomes (re-read as
+        often as the campaign's); None without it."""
         by = self.spec.optimize.split_by
         if by is None:
             return None
         cached = self._groups
-        if cached is None or not timedelta(0) <= now - cached[0] < OUTCOME_REFRESH:
+        if cached is None or not timedelta(0) <= now - cached[0] < self._refresh:
             labels = group_labels(session, self.spec, by, now)
             names = [v.name for v in self.spec.variants]
             outcomes = arm_outcomes_by_group(session, self.spec.name, names, self.spec.goal_event,

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from engine.features.events import codes, vocabulary
 from engine.learn.attribution import last_touch
 from engine.learn.bandit.base import ArmOutcomes
-from engine.store import queries
+from engine.store.campaign_columns import read_campaign_responses, read_campaign_sends
 
 GUARDRAIL_WINDOW = timedelta(days=7)
 ALL = "(all)"  # the key of the campaign-wide outcomes among the groups'
@@ -38,28 +38,26 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
     A message counts for the group its recipient is in now; recipients in no group count only
     overall. Groups without messages are absent.
     """
-    sends = queries.campaign_message_sends(session, campaign, now)
-    if not sends["recipient_id"]:
+    sends = read_campaign_sends(session, campaign, now)
+    if not len(sends.ts):
         return {}
-    send_ts = np.array([t.timestamp() for t in sends["ts"]])
-    since = datetime.fromtimestamp(float(send_ts.min()), now.tzinfo)
+    since = datetime.fromtimestamp(float(sends.ts.min()), now.tzinfo)
     kinds = (goal_event, "unsubscribe", "complaint")
-    responses = queries.campaign_responses(session, campaign, list(dict.fromkeys(kinds)), since, now)
-    people = vocabulary(sends["recipient_id"] + responses["recipient_id"])
-    send_who = codes(sends["recipient_id"], people)
-    arm = codes(sends["variant"], list(variants))
+    responses = read_campaign_responses(session, campaign, list(dict.fromkeys(kinds)), since, now)
+    people = vocabulary(list(sends.recipient_id) + list(responses.recipient_id))
+    send_who = codes(sends.recipient_id, people)
+    arm = codes(sends.variant, list(variants))
     reached = []
     for kind in kinds:
-        chosen = [i for i, t in enumerate(responses["type"]) if t == kind]
-        who = codes([responses["recipient_id"][i] for i in chosen], people)
-        ts = np.array([responses["ts"][i].timestamp() for i in chosen])
+        chosen = (responses.type == kind) & (responses.ts < now.timestamp())
+        who = codes(responses.recipient_id[chosen], people)
         window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
-        credited = last_touch(send_who, send_ts, who, ts, window.total_seconds())
-        hit = np.zeros(len(send_ts), dtype=bool)
+        credited = last_touch(send_who, sends.ts, who, responses.ts[chosen], window.total_seconds())
+        hit = np.zeros(len(sends.ts), dtype=bool)
         hit[credited[credited >= 0]] = True
         reached.append(hit)
     names = sorted(set(labels.values()) - {ALL})
-    group = codes([labels.get(r) for r in sends["recipient_id"]], names)
+    group = codes([labels.get(r) for r in sends.recipient_id], names)
     found: dict[str, ArmOutcomes] = {}
     for name, rows in [(ALL, arm >= 0), *((n, (arm >= 0) & (group == g)) for g, n in enumerate(names))]:
         if rows.any():

@@ -91,6 +91,25 @@ def read_campaign_responses(session: Session, campaign: str, types: Sequence[str
                            np.array(messages, dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class SendColumns:
+    """A campaign's logged sends (the first ``sent`` event of each message), aligned."""
+
+    recipient_id: np.ndarray
+    ts: np.ndarray
+    variant: np.ndarray
+
+
+def read_campaign_sends(session: Session, campaign: str, until: datetime) -> SendColumns:
+    """One row per message ``campaign`` sent before ``until``, from the event log."""
+    ts = _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime))
+    statement = (sa.select(col(Event.recipient_id), ts, col(Event.variant))
+                 .where(col(Event.campaign) == campaign, col(Event.type) == "sent", col(Event.ts) < until,
+                        sa.or_(col(Event.position).is_(None), col(Event.position) == 0)))
+    recipients, times, variants = _columns(session, statement, 3)
+    return SendColumns(_objects(recipients), np.array(times, dtype=float), _objects(variants))
+
+
 def campaign_runs(session: Session, campaign: str) -> list[Run]:
     """The runs of ``campaign``, oldest first."""
     return list(session.exec(select(Run).where(Run.campaign == campaign).order_by(col(Run.id))).all())
