@@ -277,13 +277,16 @@ def naive_send(recipients: int, port: int) -> dict[str, Any]:
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for n in range(recipients):
+            subject = f"{items[0]['title']} and 2 more for Name{n}"
             context = {"recipient": {"id": f"r{n}", "email": f"user{n}@example{n % 50}.test",
                                      "attributes": {"first_name": f"Name{n}"}},
-                       "items": items, "campaign": {"name": "news", "variant": "picks"}}
+                       "items": items, "campaign": {"name": "news", "variant": "picks"},
+                       "message": {"subject": subject, "preheader": "",
+                                   "unsubscribe_url": f"https://news.example.test/unsubscribe?r=r{n}"}}
             message = EmailMessage()
             message["From"] = f"Bench News <{SENDER}>"
             message["To"] = context["recipient"]["email"]
-            message["Subject"] = f"{items[0]['title']} and 2 more for Name{n}"
+            message["Subject"] = subject
             message.set_content(text.render(context))
             message.add_alternative(html.render(context), subtype="html")
             data = message.as_bytes()
