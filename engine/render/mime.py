@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from engine.errors import RenderError
 CRLF = "\r\n"
 MAX_LINE = 78
 _ENCODED_WORD_BYTES = 42  # 56 base64 characters: an encoded word fits a line with its header name
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def sender_domain(from_address: str) -> str:
@@ -79,6 +82,8 @@ def fold(name: str, value: str) -> str:
 
 def address_header(address: str) -> str:
     """A From/To value; a non-ASCII display name is encoded, the address is checked."""
+    if _PLAIN_ADDRESS.fullmatch(address):  # the common case, without the parser: it is its own value
+        return address
     name, mailbox = parseaddr(address)
     unsafe = any(ord(char) < 32 for char in address) or any(char.isspace() for char in mailbox)
     if unsafe or "@" not in mailbox or not mailbox.isascii():

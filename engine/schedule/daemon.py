@@ -30,7 +30,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from watchfiles import awatch
 
-from engine.audience.personas import rebuild_if_due
 from engine.config import Settings
 from engine.errors import KairosError
 from engine.learn.training import train_campaign
@@ -337,6 +336,10 @@ class Daemon:
                 continue
             log.info("campaign %s: ranker retrained (%s)", spec.name, "promoted" if report.promoted else "kept")
         segments = self.settings.segments
+        # Imported here: personas need scikit-learn, which every command importing this module
+        # (``kairos send`` among them) would otherwise load at start-up for nothing.
+        from engine.audience.personas import rebuild_if_due
+
         try:
             with self.store.session() as session:
                 version = rebuild_if_due(session, now, segments.rebuild_every, self.rng, min_size=segments.min_size,

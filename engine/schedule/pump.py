@@ -34,6 +34,7 @@ from engine.decide import Decision, Policy
 from engine.dispatch.base import Envelope, PushEnvelope, PushNotification, Transport
 from engine.dispatch.retry import Backoff
 from engine.errors import DispatchError, DispatchPaused, PushError, RenderError, SmtpError
+from engine.features.content import ItemTable
 from engine.render.compose import EmailComposer
 from engine.render.mime import message_id, sender_domain
 from engine.render.push import PushTemplates
@@ -45,6 +46,9 @@ from engine.store.queries import RecipientRow
 from engine.store.tables import Device, Message, MessageState
 
 MAX_ATTEMPTS = 4
+# The content pool and its counts are read again when the table in hand is older than this: a
+# batch takes well under a second, so re-reading per batch would cost more than the decisions.
+ITEM_TABLE_REFRESH = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,14 @@ class SendContext:
     requeue: Requeue = field(default_factory=Requeue)
     rules: SendRules = field(default_factory=SendRules)
     push_templates: PushTemplates = field(default_factory=PushTemplates)
+    item_table: tuple[datetime, ItemTable] | None = field(default=None, repr=False)
+
+    def items_at(self, session: Any, now: datetime) -> ItemTable:
+        """The campaign's item table as of ``now``, read again once ``ITEM_TABLE_REFRESH`` old."""
+        cached = self.item_table
+        if cached is None or not timedelta(0) <= now - cached[0] < ITEM_TABLE_REFRESH:
+            self.item_table = cached = (now, self.policy.item_table(session, now))
+        return cached[1]
 
 
 @dataclass
@@ -167,11 +179,12 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
     for channel in ctx.spec.channels:
         suppressed |= queries.suppressed_recipients(session, present, channel)
     eligible = [r for r in present if r.id not in suppressed]
-    items = ctx.policy.item_table(session, now)
+    items = ctx.items_at(session, now)
     decisions = {d.recipient_id: d for d in ctx.policy.decide(session, eligible, now, items=items)}
     by_id = {item.id: item for item in items.items}
     devices = queries.active_devices(session, [d.recipient_id for d in decisions.values() if d.channel == "push"])
     prepared = []
+    domain = sender_domain(ctx.from_address)
     for message in batch:
         recipient = recipients.get(message.recipient_id)
         if recipient is None:
@@ -186,7 +199,7 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
             outcome.no_consent += 1
             continue
         header_id = message.header_message_id or message_id(
-            message.run_id, message.id or 0, ctx.spec.name, sender_domain(ctx.from_address))
+            message.run_id, message.id or 0, ctx.spec.name, domain)
         try:
             if decision.channel == "push":
                 envelopes: tuple[Envelope | PushEnvelope, ...] = _push_envelopes(

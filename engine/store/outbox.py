@@ -96,9 +96,21 @@ def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
 
 
 def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None:
-    """Bulk update messages by primary key: each dict holds ``id`` and the columns to set."""
-    if changes:
-        session.execute(sa.update(Message), list(changes))
+    """Bulk update messages by primary key: each dict holds ``id`` and the columns to set.
+
+    One Core UPDATE per set of columns, executed for all its rows at once (executemany): the
+    ORM's bulk path costs more per row than the database does.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        columns = tuple(sorted(name for name in change if name != "id"))
+        groups.setdefault(columns, []).append({"key_id": change["id"],
+                                               **{f"set_{name}": change[name] for name in columns}})
+    table = Message.__table__  # type: ignore[attr-defined]
+    for columns, rows in groups.items():
+        statement = (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
+                     .values({name: sa.bindparam(f"set_{name}") for name in columns}))
+        session.execute(statement, rows)
 
 
 def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:

@@ -99,7 +99,6 @@ class Event(SQLModel, table=True):
 
     __table_args__ = (
         sa.Index("ix_event_recipient_ts", "recipient_id", "ts"),
-        sa.Index("ix_event_type_ts", "type", "ts"),
         sa.Index("ix_event_campaign_type", "campaign", "type"),
     )
 
