@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -91,6 +92,11 @@ def address_header(address: str) -> str:
     return formataddr((name, mailbox), charset="utf-8") if name else mailbox
 
 
+@functools.lru_cache(maxsize=64)
+def _date_header(date: datetime) -> str:
+    return format_datetime(date)  # a batch's messages share their date: formatted once
+
+
 def _quoted_printable(text: str) -> bytes:
     text = text.replace("\r\n", "\n").replace("\n", CRLF)
     # b2a_qp writes its soft line breaks in the style of the first line end it meets: make it CRLF.
@@ -125,7 +131,7 @@ def build_email(*, from_header: str, to: str, subject: str, text: str, html: str
         ("From", from_header),
         ("To", address_header(to)),
         ("Subject", header_text("Subject", subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date_header(date)),
         ("Message-ID", header_message_id),
         *extra_headers,
         ("MIME-Version", "1.0"),
