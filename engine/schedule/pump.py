@@ -119,6 +119,7 @@ class _Prepared:
     decision: Decision
     envelopes: tuple[Envelope | PushEnvelope, ...]
     header_id: str
+    log: dict[str, Any]  # the decision as logged, on the message and its `sent` event
 
 
 async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcome | None:
@@ -215,7 +216,7 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
             skipped.append(_final(message, MessageState.NO_CONSENT, now, "no active push device at send time"))
             outcome.no_consent += 1
             continue
-        prepared.append(_Prepared(message, decision, envelopes, header_id))
+        prepared.append(_Prepared(message, decision, envelopes, header_id, _decision_log(message, decision)))
     return prepared, skipped
 
 
@@ -268,7 +269,7 @@ def _decision_log(message: Message, decision: Decision) -> dict[str, Any]:
 def _sending(prepared: _Prepared, now: datetime) -> dict[str, Any]:
     message, decision = prepared.message, prepared.decision
     return {"id": message.id, "state": MessageState.SENDING, "channel": decision.channel,
-            "variant": decision.variant, "decision": _decision_log(message, decision),
+            "variant": decision.variant, "decision": prepared.log,
             "header_message_id": prepared.header_id, "attempts": message.attempts + 1, "updated_at": now}
 
 
@@ -295,7 +296,7 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
             changes.append({"id": message.id, "state": MessageState.SENT, "sent_at": now, "updated_at": now,
                             "last_error": "; ".join(map(str, failures))[:2000] or None})
             outcome.sent += 1
-            events.extend(sent_events(message, item.decision, ctx.spec, now))
+            events.extend(sent_events(message, item.decision, ctx.spec, now, item.log))
             continue
         reason = "; ".join(dict.fromkeys(map(str, failures)))
         paused = [e for e in failures if isinstance(e, DispatchPaused)]
@@ -335,10 +336,12 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
     outbox.deactivate_devices(session, gone, now)
 
 
-def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime) -> list[dict[str, Any]]:
+def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime,
+                log: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One `sent` event per item slot (the shape of imported impressions); slot 0 carries the
-    whole decision, so the log answers "why did this recipient get this?"."""
-    log = _decision_log(message, decision)
+    whole decision (``log``, when the caller already has it), so the log answers "why did this
+    recipient get this?"."""
+    log = log if log is not None else _decision_log(message, decision)
     return [{
         "id": f"m{message.id}.{pick.slot}", "recipient_id": message.recipient_id, "type": "sent", "ts": now,
         "item_id": pick.id, "campaign": spec.name, "channel": decision.channel, "variant": decision.variant,
