@@ -98,7 +98,7 @@ def _date_header(date: datetime) -> str:
 
 
 def _quoted_printable(text: str) -> bytes:
-    text = text.replace("\r\n", "\n").replace("\n", CRLF)
+    text = (text.replace("\r\n", "\n") if "\r" in text else text).replace("\n", CRLF)
     # b2a_qp writes its soft line breaks in the style of the first line end it meets: make it CRLF.
     data = (text if text.endswith(CRLF) else text + CRLF).encode()
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
