@@ -35,7 +35,7 @@ from engine.errors import KairosError
 from engine.learn.training import train_campaign
 from engine.schedule.leader import Leadership, leadership_for
 from engine.schedule.planning import TriggeringEvent, plan_run, plan_triggered
-from engine.schedule.pump import BatchOutcome, SendContext, send_batch
+from engine.schedule.pump import BatchOutcome, SendContext, fewer_collections, send_batch
 from engine.schedule.registry import CampaignRegistry
 from engine.schedule.send import build_context
 from engine.schedule.triggers import MISFIRE_GRACE, nominal_fire_time, run_key, schedule_trigger, wall_clock
@@ -113,6 +113,11 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         await self.reload()
+        with fewer_collections():
+            await self._serve()
+
+    async def _serve(self) -> None:
+        """The pump, leadership and file-watching loops, and the tracking server, until stopped."""
         tasks = [asyncio.create_task(self._pump_loop(), name="pump"),
                  asyncio.create_task(self._leader_loop(), name="leader"),
                  asyncio.create_task(self._watch_loop(), name="watch")]

@@ -39,7 +39,7 @@ from engine.dispatch import Backoff, Limits, email_transport, push_transport, wi
 from engine.render.compose import EmailComposer
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import plan_run
-from engine.schedule.pump import BatchOutcome, Requeue, SendContext, send_batch
+from engine.schedule.pump import BatchOutcome, Requeue, SendContext, fewer_collections, send_batch
 from engine.schedule.send_rules import SendRules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox
@@ -74,10 +74,11 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False, helpers: Hel
     """
     crew = helpers.start() if helpers is not None else None
     try:
-        report = _plan_or_resume(ctx, now_all)
-        if crew is not None:
-            crew.release(report.run_id)
-        await pump_run(ctx, report)
+        with fewer_collections():
+            report = _plan_or_resume(ctx, now_all)
+            if crew is not None:
+                crew.release(report.run_id)
+            await pump_run(ctx, report)
     finally:
         failures = await asyncio.to_thread(crew.join) if crew is not None else []
     report.errors.extend(failures)
@@ -246,6 +247,7 @@ def _helper_main(settings: Settings, spec: CampaignSpec, runs: Any, seed: int | 
     try:
         run_id = runs.get()
         if run_id is not None:
-            asyncio.run(pump_run(ctx, SendReport(run_id, resumed=True, planned={})))
+            with fewer_collections():
+                asyncio.run(pump_run(ctx, SendReport(run_id, resumed=True, planned={})))
     finally:
         store.dispose()
