@@ -8,7 +8,6 @@ import numpy as np
 import typer
 
 from engine.audience.experiments import SPLITS, group_labels, split_posteriors
-from engine.audience.personas import build_personas, rebuild_if_due, store_personas
 from engine.cli import app, out
 from engine.cli.common import ConfigOption, SeedOption, load_settings, now, open_store
 from engine.errors import DataError
@@ -35,6 +34,8 @@ def build(
     k is chosen by silhouette over [segments] k_min..k_max; segments under the minimum size are
     merged into their nearest neighbour. Example: kairos segments build --min-size 100
     """
+    from engine.audience.personas import build_personas, rebuild_if_due, store_personas  # scikit-learn: slow
+
     settings = load_settings(config)
     options = settings.segments
     size = min_size or options.min_size

@@ -61,7 +61,8 @@ def failure(stage: str, code: int, message: str) -> SmtpError:
 
 def message_body(data: bytes) -> bytes:
     """The DATA section of ``data``: CRLF line ends, leading dots doubled, ending ``.``."""
-    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+    line_ends = data.count(b"\r\n")
+    if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:
         data = _LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"

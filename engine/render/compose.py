@@ -17,7 +17,7 @@ from engine.config import Settings
 from engine.errors import ConfigError
 from engine.render.dkim import HEADER_NAME, DkimSigner, load_signer
 from engine.render.mime import BuiltEmail, address_header, build_email, fold, sender_domain
-from engine.render.templates import RenderedEmail, TemplateSet
+from engine.render.templates import CompiledVariant, RenderedEmail, TemplateSet
 from engine.render.tokens import token_key
 from engine.render.tracking import LinkTracking
 from engine.render.verp import verp_address
@@ -70,6 +70,7 @@ class EmailComposer:
         self.tracking = LinkTracking(base_url, token_key(secret), utm=spec.utm, clicks=spec.track_clicks,
                                      opens=spec.track_opens)
         self.list_id = f"{spec.name} <{spec.name}.{self.domain}>"
+        self._compiled: dict[str, CompiledVariant] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, spec: CampaignSpec, templates: TemplateSet,
@@ -88,7 +89,9 @@ class EmailComposer:
 
         :raises RenderError: when a template fails for this recipient.
         """
-        compiled = self.templates.compile(self.spec, self.spec.variant(variant))
+        compiled = self._compiled.get(variant)
+        if compiled is None:
+            compiled = self._compiled[variant] = self.templates.compile(self.spec, self.spec.variant(variant))
         unsubscribe_url = self.tracking.unsubscribe_url(message_key, recipient_id)
         context = {**context, "message": {"unsubscribe_url": unsubscribe_url}}
         rendered = compiled.render(context)

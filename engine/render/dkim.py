@@ -36,7 +36,12 @@ _WSP_BEFORE_CRLF = re.compile(rb"[ \t]+\r\n")
 
 def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalization: runs of WSP to one space, none at line ends, no trailing blank lines."""
-    body = _WSP.sub(b" ", _WSP_BEFORE_CRLF.sub(b"\r\n", body))
+    # Each regex runs only when the bytes it rewrites occur (a byte search is far cheaper than a
+    # scan by the regex engine, and quoted-printable bodies rarely have either).
+    if b" \r\n" in body or b"\t" in body:
+        body = _WSP_BEFORE_CRLF.sub(b"\r\n", body)
+    if b"  " in body or b"\t" in body:
+        body = _WSP.sub(b" ", body)
     while body.endswith(b"\r\n\r\n"):
         body = body[:-2]
     return b"" if body == b"\r\n" else body

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,8 @@ from engine.errors import RenderError
 CRLF = "\r\n"
 MAX_LINE = 78
 _ENCODED_WORD_BYTES = 42  # 56 base64 characters: an encoded word fits a line with its header name
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def sender_domain(from_address: str) -> str:
@@ -79,6 +83,8 @@ def fold(name: str, value: str) -> str:
 
 def address_header(address: str) -> str:
     """A From/To value; a non-ASCII display name is encoded, the address is checked."""
+    if _PLAIN_ADDRESS.fullmatch(address):  # the common case, without the parser: it is its own value
+        return address
     name, mailbox = parseaddr(address)
     unsafe = any(ord(char) < 32 for char in address) or any(char.isspace() for char in mailbox)
     if unsafe or "@" not in mailbox or not mailbox.isascii():
@@ -86,8 +92,13 @@ def address_header(address: str) -> str:
     return formataddr((name, mailbox), charset="utf-8") if name else mailbox
 
 
+@functools.lru_cache(maxsize=64)
+def _date_header(date: datetime) -> str:
+    return format_datetime(date)  # a batch's messages share their date: formatted once
+
+
 def _quoted_printable(text: str) -> bytes:
-    text = text.replace("\r\n", "\n").replace("\n", CRLF)
+    text = (text.replace("\r\n", "\n") if "\r" in text else text).replace("\n", CRLF)
     # b2a_qp writes its soft line breaks in the style of the first line end it meets: make it CRLF.
     data = (text if text.endswith(CRLF) else text + CRLF).encode()
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
@@ -120,7 +131,7 @@ def build_email(*, from_header: str, to: str, subject: str, text: str, html: str
         ("From", from_header),
         ("To", address_header(to)),
         ("Subject", header_text("Subject", subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date_header(date)),
         ("Message-ID", header_message_id),
         *extra_headers,
         ("MIME-Version", "1.0"),

@@ -69,8 +69,22 @@ class RefuseInternals(Extension):
                                        token.lineno, stream.name, stream.filename)
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class StrictSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, refusing (not hiding) every unsafe lookup."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Template data is plain dicts, and ``item.title`` on one ends in ``item["title"]`` after
+        # a failed attribute lookup: go there directly when no dict attribute has that name
+        # (the result is the same, without raising and catching an AttributeError each time).
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value) or attr in INTERNAL_ATTRIBUTES:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ def token_key(secret: bytes) -> bytes:
     return hmac.new(secret, b"kairos/tracking-token/v1", hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    # HMAC's inner and outer pads hashed once per key; each token copies that state.
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -67,8 +74,9 @@ def sign_token(key: bytes, token: TrackingToken) -> str:
     """The URL-safe text of ``token``, signed with ``key`` (from :func:`token_key`)."""
     payload = _SEPARATOR.join((_VERSION, token.kind, str(token.message_key), token.recipient_id,
                                str(token.link), token.item_id, token.url)).encode()
-    mac = hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-    return f"{_b64(payload)}.{_b64(mac)}"
+    signer = _keyed(key).copy()
+    signer.update(payload)
+    return f"{_b64(payload)}.{_b64(signer.digest()[:_MAC_BYTES])}"
 
 
 def verify_token(key: bytes, text: str, kind: str | None = None) -> TrackingToken | None:

@@ -72,8 +72,12 @@ class LinkTracking:
         :param item_urls: destination URL -> content item id, so clicks are credited to items.
         """
         positions: dict[str, int] = {}
+        done: dict[str, str] = {}  # a destination in both parts (or twice in one) is signed once
 
         def tracked(url: str) -> str:
+            found = done.get(url)
+            if found is not None:
+                return found
             if not url.startswith(("http://", "https://")) or url.startswith(self.base_url):
                 return url
             destination = self.with_utm(url)
@@ -82,7 +86,8 @@ class LinkTracking:
             link = positions.setdefault(url, len(positions))
             token = TrackingToken(TokenKind.CLICK, message_key, recipient_id, link, item_urls.get(url, ""),
                                   destination)
-            return f"{self.base_url}/c/{sign_token(self.key, token)}"
+            done[url] = result = f"{self.base_url}/c/{sign_token(self.key, token)}"
+            return result
 
         def html_link(match: re.Match[str]) -> str:
             raw = match.group(2) if match.group(2) is not None else match.group(3)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -13,8 +14,15 @@ import re
 _VERP = re.compile(r"^(?P<local>[^+@\s]+)\+m(?P<id>\d{1,19})\.(?P<sig>[0-9a-f]{10})@(?P<domain>[^@\s]+)$")
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod=hashlib.sha256)  # the key's pads hashed once; copied per address
+
+
 def _signature(message_key: int, secret: bytes) -> str:
-    return hmac.new(secret, f"m{message_key}".encode(), hashlib.sha256).hexdigest()[:10]
+    signer = _keyed(secret).copy()
+    signer.update(f"m{message_key}".encode())
+    return signer.hexdigest()[:10]
 
 
 def verp_address(message_key: int, secret: bytes, mailbox: str) -> str:

@@ -30,13 +30,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from watchfiles import awatch
 
-from engine.audience.personas import rebuild_if_due
 from engine.config import Settings
 from engine.errors import KairosError
 from engine.learn.training import train_campaign
 from engine.schedule.leader import Leadership, leadership_for
 from engine.schedule.planning import TriggeringEvent, plan_run, plan_triggered
-from engine.schedule.pump import BatchOutcome, SendContext, send_batch
+from engine.schedule.pump import BatchOutcome, SendContext, fewer_collections, send_batch
 from engine.schedule.registry import CampaignRegistry
 from engine.schedule.send import build_context
 from engine.schedule.triggers import MISFIRE_GRACE, nominal_fire_time, run_key, schedule_trigger, wall_clock
@@ -114,6 +113,11 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         await self.reload()
+        with fewer_collections():
+            await self._serve()
+
+    async def _serve(self) -> None:
+        """The pump, leadership and file-watching loops, and the tracking server, until stopped."""
         tasks = [asyncio.create_task(self._pump_loop(), name="pump"),
                  asyncio.create_task(self._leader_loop(), name="leader"),
                  asyncio.create_task(self._watch_loop(), name="watch")]
@@ -337,6 +341,10 @@ class Daemon:
                 continue
             log.info("campaign %s: ranker retrained (%s)", spec.name, "promoted" if report.promoted else "kept")
         segments = self.settings.segments
+        # Imported here: personas need scikit-learn, which every command importing this module
+        # (``kairos send`` among them) would otherwise load at start-up for nothing.
+        from engine.audience.personas import rebuild_if_due
+
         try:
             with self.store.session() as session:
                 version = rebuild_if_due(session, now, segments.rebuild_every, self.rng, min_size=segments.min_size,

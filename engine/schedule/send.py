@@ -5,7 +5,8 @@ A run stops early when its transport pauses (too many consecutive server failure
 the campaign resumes it like any unfinished run.
 
 ``workers`` > 1 pumps the run from that many processes (the CPU-bound decide and render steps
-then use every core): the extra ones are spawned once the run is planned, claim batches from
+then use every core): the extra ones are spawned first and load their code while the run is
+planned, then are told the run's id (or to exit, if planning failed), claim batches from
 the same outbox - SQLite's write lock or PostgreSQL's ``FOR UPDATE SKIP LOCKED`` keeps claims
 disjoint - and exit when nothing is due. Each has at most one batch in flight. They die with the
 process that started them (Linux's parent-death signal), so a killed sender is one crash under
@@ -38,7 +39,7 @@ from engine.dispatch import Backoff, Limits, email_transport, push_transport, wi
 from engine.render.compose import EmailComposer
 from engine.render.templates import TemplateSet
 from engine.schedule.planning import plan_run
-from engine.schedule.pump import BatchOutcome, Requeue, SendContext, send_batch
+from engine.schedule.pump import BatchOutcome, Requeue, SendContext, fewer_collections, send_batch
 from engine.schedule.send_rules import SendRules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox
@@ -68,8 +69,32 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False, helpers: Hel
     """Send everything of ``ctx.spec`` that is due now; return what happened.
 
     :param now_all: send every planned message now, ignoring optimized send times.
-    :param helpers: extra sending processes to start once the run is known (see the module doc).
+    :param helpers: extra sending processes, started at once and released when the run is known
+        (see the module doc).
     """
+    crew = helpers.start() if helpers is not None else None
+    try:
+        with fewer_collections():
+            report = _plan_or_resume(ctx, now_all)
+            if crew is not None:
+                crew.release(report.run_id)
+            await pump_run(ctx, report)
+    finally:
+        failures = await asyncio.to_thread(crew.join) if crew is not None else []
+    report.errors.extend(failures)
+    with ctx.store.session() as session:
+        if report.paused is not None:
+            outbox.pause_run(session, report.run_id, ctx.clock(), report.paused)
+        else:
+            outbox.finish_run_if_done(session, report.run_id, ctx.clock())
+        report.states = outbox.state_counts(session, report.run_id)
+        report.deferred = report.states.get(MessageState.PLANNED, 0)
+        report.next_at = outbox.next_send_at(session, report.run_id)
+    return report
+
+
+def _plan_or_resume(ctx: SendContext, now_all: bool) -> SendReport:
+    """Resume the campaign's unfinished run (after the crash rule), or plan a new one."""
     now = ctx.clock()
     with ctx.store.session() as session:
         run = outbox.unfinished_run(session, ctx.spec.name)
@@ -86,20 +111,6 @@ async def send_campaign(ctx: SendContext, *, now_all: bool = False, helpers: Hel
             session.execute(sa.update(Message).where(col(Message.run_id) == report.run_id,
                                                      col(Message.state) == MessageState.PLANNED,
                                                      col(Message.send_at) > now).values(send_at=now))
-    processes = helpers.start(report.run_id) if helpers is not None else []
-    try:
-        await pump_run(ctx, report)
-    finally:
-        for failure in await asyncio.to_thread(Helpers.join, processes):
-            report.errors.append(failure)
-    with ctx.store.session() as session:
-        if report.paused is not None:
-            outbox.pause_run(session, report.run_id, ctx.clock(), report.paused)
-        else:
-            outbox.finish_run_if_done(session, report.run_id, ctx.clock())
-        report.states = outbox.state_counts(session, report.run_id)
-        report.deferred = report.states.get(MessageState.PLANNED, 0)
-        report.next_at = outbox.next_send_at(session, report.run_id)
     return report
 
 
@@ -175,21 +186,40 @@ class Helpers:
     spec: CampaignSpec
     seed: int | None = None
 
-    def start(self, run_id: int) -> list[multiprocessing.process.BaseProcess]:
+    def start(self) -> Crew:
+        """Start the processes. They load their code and build their context while the run is
+        planned, then wait for :meth:`Crew.release` to name the run."""
         context = multiprocessing.get_context("spawn")
+        runs = context.SimpleQueue()
         processes: list[multiprocessing.process.BaseProcess] = [
             context.Process(target=_helper_main, name=f"kairos-sender-{index}", daemon=True,
-                            args=(self.settings, self.spec, run_id, self.seed, index, os.getpid()))
+                            args=(self.settings, self.spec, runs, self.seed, index, os.getpid()))
             for index in range(1, self.count + 1)]
         for process in processes:
             process.start()
-        return processes
+        return Crew(processes, runs)
 
-    @staticmethod
-    def join(processes: list[multiprocessing.process.BaseProcess]) -> list[str]:
-        """Wait for the helpers; what went wrong with any of them."""
+
+@dataclass
+class Crew:
+    """Started helper processes and the queue that tells them which run to pump."""
+
+    processes: list[multiprocessing.process.BaseProcess]
+    runs: Any
+    released: bool = False
+
+    def release(self, run_id: int | None) -> None:
+        """Have every helper pump ``run_id``, or exit at once when None (planning failed)."""
+        if not self.released:
+            self.released = True
+            for _process in self.processes:
+                self.runs.put(run_id)
+
+    def join(self) -> list[str]:
+        """Wait for the helpers (releasing them to exit if nothing did); what went wrong with any."""
+        self.release(None)
         failures = []
-        for process in processes:
+        for process in self.processes:
             process.join()
             if process.exitcode != 0:
                 failures.append(f"sending process {process.name} exited with code {process.exitcode}")
@@ -206,15 +236,18 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _helper_main(settings: Settings, spec: CampaignSpec, run_id: int, seed: int | None, index: int,
+def _helper_main(settings: Settings, spec: CampaignSpec, runs: Any, seed: int | None, index: int,
                  parent: int) -> None:
-    """A helper process: pump ``run_id`` until nothing is due."""
+    """A helper process: get ready, wait for the run's id, pump it until nothing is due."""
     _die_with(parent)
     store = Store.open(settings.database_url, create=False)
     rng = np.random.default_rng([seed, index] if seed is not None else None)
     ctx = build_context(settings, store, spec, rng, lambda: datetime.now(UTC),
                         worker=f"{socket.gethostname()}:{os.getpid()}")
     try:
-        asyncio.run(pump_run(ctx, SendReport(run_id, resumed=True, planned={})))
+        run_id = runs.get()
+        if run_id is not None:
+            with fewer_collections():
+                asyncio.run(pump_run(ctx, SendReport(run_id, resumed=True, planned={})))
     finally:
         store.dispose()

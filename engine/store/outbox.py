@@ -96,9 +96,34 @@ def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
 
 
 def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None:
-    """Bulk update messages by primary key: each dict holds ``id`` and the columns to set."""
-    if changes:
-        session.execute(sa.update(Message), list(changes))
+    """Bulk update messages by primary key: each dict holds ``id`` and the columns to set.
+
+    Messages given the same values (a batch's ``sent``, say) take one ``UPDATE ... WHERE id IN``
+    per chunk; the others one Core UPDATE per set of columns, executed for all its rows at once
+    (executemany). Either costs less per row than the ORM's bulk path.
+    """
+    alike: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        columns = tuple(sorted(name for name in change if name != "id"))
+        values = tuple((name, change[name]) for name in columns)
+        try:
+            alike.setdefault(values, []).append(change["id"])
+        except TypeError:  # a JSON value (a decision): this message's own row
+            groups.setdefault(columns, []).append({"key_id": change["id"],
+                                                   **{f"set_{name}": change[name] for name in columns}})
+    table = Message.__table__  # type: ignore[attr-defined]
+    for values, ids in alike.items():
+        if len(ids) == 1:
+            groups.setdefault(tuple(name for name, _ in values), []).append(
+                {"key_id": ids[0], **{f"set_{name}": value for name, value in values}})
+            continue
+        for start in range(0, len(ids), 900):
+            session.execute(sa.update(table).where(table.c.id.in_(ids[start:start + 900])).values(dict(values)))
+    for columns, rows in groups.items():
+        statement = (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
+                     .values({name: sa.bindparam(f"set_{name}") for name in columns}))
+        session.execute(statement, rows)
 
 
 def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:

@@ -3,19 +3,31 @@ message, on SQLite (its write lock) and PostgreSQL (FOR UPDATE SKIP LOCKED) alik
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from typing import Any
 
 from sqlmodel import select
 
 from engine.store import Message, MessageState, Run, RunState
 from tests.conftest import Project, SmtpServer, write_config
 
-AUDIENCE = 1200
+AUDIENCE = 2000
+# Each message takes the server this long, so the run outlasts the helper's start-up (loading
+# its code, the campaign and a connection pool): the sender alone would otherwise be done first.
+SERVER_DELAY = 0.04
 
 
 def test_two_sending_processes_share_a_run_without_duplicates(project: Project, smtp_server: SmtpServer,
                                                               store_url: str) -> None:
     write_config(project.config, store_url, smtp_server.port)
+    keep = smtp_server.handle_DATA
+
+    async def slow(server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(SERVER_DELAY)
+        return await keep(server, session, envelope)
+
+    smtp_server.handle_DATA = slow  # type: ignore[method-assign]
     project.db_url = store_url
     project.write("recipients.csv", "id,email\n" + "".join(f"r{n:05d},r{n:05d}@example.test\n"
                                                           for n in range(AUDIENCE)))
@@ -38,7 +50,7 @@ def test_two_sending_processes_share_a_run_without_duplicates(project: Project, 
         project.kairos("import", kind, name, check=True)
 
     result = project.kairos("send", "news", "--workers", "2", "--seed", "4", check=True, timeout=300)
-    assert "message states now: 1200 sent" in result.stdout
+    assert f"message states now: {AUDIENCE} sent" in result.stdout
 
     received = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
     assert len(received) == AUDIENCE and set(received.values()) == {1}

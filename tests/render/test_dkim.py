@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from engine.config import DkimSettings
 from engine.errors import ConfigError
-from engine.render.dkim import SIGNED_HEADERS, DkimSigner, load_signer
+from engine.render.dkim import SIGNED_HEADERS, DkimSigner, canonical_body, load_signer
 from engine.render.mime import BuiltEmail, address_header, build_email
 
 DATE = datetime(2026, 12, 1, 9, 0, 5, tzinfo=UTC)
@@ -110,3 +111,14 @@ def test_a_bad_key_file_is_a_config_error_naming_file_and_field(tmp_path: Path, 
         load_signer(DkimSettings("kairos.test", "k1", path))
     assert str(caught.value).startswith(f"{path}: email.dkim.private_key_file: ")
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [
+    b"plain\r\nlines\r\n", b"two  spaces\r\n", b"tab\there\r\n", b"trailing \r\n", b"trailing\t\r\n",
+    b"space then tab \t x\r\n\r\n\r\n", b"\r\n", b"", b"=20\r\n  indented <p>\r\n",
+])
+def test_relaxed_body_canonicalization_matches_the_rfc_rules(body: bytes) -> None:
+    expected = re.sub(rb"[ \t]+", b" ", re.sub(rb"[ \t]+\r\n", b"\r\n", body))
+    while expected.endswith(b"\r\n\r\n"):
+        expected = expected[:-2]
+    assert canonical_body(body) == (b"" if expected == b"\r\n" else expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
 
@@ -72,7 +72,14 @@ def test_non_ascii_sender_names_are_encoded() -> None:
     assert header.isascii() and header.endswith("<news@kairos.test>")
 
 
-@pytest.mark.parametrize("address", ["", "no-at-sign", "a b@example.test", "x@example.test\r\nBcc: all@example.test"])
+@pytest.mark.parametrize("address", ["ada@example.test", "a.b+tag@mail.example-1.test", "o'brien@example.ie",
+                                     "x_y=z@localhost"])
+def test_a_plain_address_is_its_own_header(address: str) -> None:
+    assert address_header(address) == address == parseaddr(address)[1] and parseaddr(address)[0] == ""
+
+
+@pytest.mark.parametrize("address", ["", "no-at-sign", "a b@example.test", "x@example.test\r\nBcc: all@example.test",
+                                     "a..b@example.test\n"])
 def test_an_undeliverable_address_is_a_render_error(address: str) -> None:
     with pytest.raises(RenderError):
         build_email(from_header="news@kairos.test", to=address, subject="s", text="t", html=None,

@@ -88,3 +88,12 @@ def test_ordinary_data_access_still_works(tp: TemplateProject) -> None:
                           "| join(',') }} {{ recipient.attributes.get('first_name') }}\n")
     rendered = tp.compile(template="ok").render(sample_context())
     assert rendered.text.startswith("1 n0,n1 Ada")
+
+
+def test_a_key_named_like_a_dict_method_still_finds_the_method(tp: TemplateProject) -> None:
+    # Jinja looks an attribute up before an item; the sandbox's shortcut to the item keeps that.
+    tp.template("keys.txt", "{{ recipient.attributes.copy is callable }} {{ recipient.attributes.title }} "
+                            "{{ recipient.attributes.missing is defined }}\n")
+    context = sample_context()
+    context["recipient"]["attributes"] = {"copy": "a value", "title": "Dr"}
+    assert tp.compile(template="keys").render(context).text == "True Dr False\n"

@@ -119,6 +119,27 @@ def test_recovery_releases_claimed_and_holds_in_flight_for_review(store: Store) 
         assert outbox.finish_run_if_done(session, run_id, NOW)
 
 
+def test_one_bulk_update_sets_shared_and_per_message_values(store: Store) -> None:
+    run_id = plan(store, 4)
+    later = NOW + timedelta(minutes=5)
+    with store.session() as session:
+        batch = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 4, "w")
+        outbox.update_messages(session, [
+            *({"id": m.id, "state": MessageState.SENT, "sent_at": later, "updated_at": later} for m in batch[::3]),
+            {"id": batch[1].id, "state": MessageState.FAILED, "last_error": "550 no such user", "updated_at": later},
+            {"id": batch[2].id, "state": MessageState.PLANNED, "send_at": later, "claimed_by": None,
+             "decision": {"send_time": {"local_hour": 9}}, "updated_at": later},
+        ])
+    with store.session() as session:
+        found = {m.recipient_id: m for m in outbox.run_messages(session, run_id)}
+    assert (found["r000"].state, found["r000"].sent_at) == (found["r003"].state, found["r003"].sent_at) \
+        == (MessageState.SENT, later)
+    assert (found["r001"].state, found["r001"].last_error) == (MessageState.FAILED, "550 no such user")
+    assert found["r002"].state == MessageState.PLANNED and found["r002"].send_at == later
+    assert found["r002"].claimed_by is None and found["r002"].decision == {"send_time": {"local_hour": 9}}
+    assert found["r000"].claimed_by == "w" and found["r000"].last_error is None
+
+
 def test_suppression_by_recipient_and_by_hashed_address(store: Store) -> None:
     rows = [queries.RecipientRow(f"r{i}", f"R{i}@Example.test", "UTC", None, True, True, {}) for i in range(3)]
     with store.session() as session:
