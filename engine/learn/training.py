@@ -26,7 +26,7 @@ from engine.features.events import DAY, load_events
 from engine.learn.dataset import Goal, Impressions, collect_impressions, history_start
 from engine.learn.metrics import ndcg_at_k, roc_auc
 from engine.learn.models import promoted_ranker, save_ranker
-from engine.learn.ranker import LightGBMRanker, TrainingData, TrainingParams, fit_booster
+from engine.learn.ranker import LightGBMRanker, TrainingData, TrainingParams, base_margin, fit_booster
 from engine.spec.model import CampaignSpec
 from engine.store import Store, queries
 
@@ -35,6 +35,7 @@ HISTORY_DAYS = 90
 MIN_IMPRESSIONS = 50
 STOPPING_SHARE = 0.1
 MIN_ROWS_TO_STOP_EARLY = 2000
+BASE_SCORE = "segment_score"
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,19 @@ def quality(impressions: Impressions, rows: np.ndarray, scores: np.ndarray, k: i
 def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, params: TrainingParams, seed: int,
                k: int, version: str) -> LightGBMRanker:
     """Fit on ``rows``; a random tenth of their messages (when there are enough) decides when to stop."""
-    schema = impressions.learn_schema()
+    schema = impressions.learn_schema(rows, seed)
     matrix, _ = impressions.matrix(schema, rows)
+    # With taste segments, trees learn corrections to the segment score rather than rebuild it
+    # from their splits: few clicks stop boosting after a handful of trees, too few to do that.
+    base = BASE_SCORE if BASE_SCORE in schema.names else None
+    margin = base_margin(matrix[:, list(schema.names).index(base)], objective) if base is not None else None
 
     def data(part: np.ndarray) -> TrainingData:
+        init = margin[part] if margin is not None else None
         if objective == "lambdarank":
             return TrainingData(matrix[part], impressions.labels[rows[part]],
-                                impressions.group_sizes(rows[part]).tolist())
-        return TrainingData(matrix[part], impressions.positive[rows[part]].astype(float))
+                                impressions.group_sizes(rows[part]).tolist(), init)
+        return TrainingData(matrix[part], impressions.positive[rows[part]].astype(float), init_score=init)
 
     messages = impressions.message[rows]
     stop_messages = np.random.default_rng(seed).random(int(messages.max()) + 1 if len(messages) else 0) < STOPPING_SHARE
@@ -106,7 +112,7 @@ def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, param
     stopping = stop_messages[messages] if enough else np.zeros(len(rows), dtype=bool)
     held = data(np.flatnonzero(stopping)) if stopping.any() else None
     booster = fit_booster(data(np.flatnonzero(~stopping)), schema, objective, params, seed, k, held)
-    return LightGBMRanker(booster, schema, objective, version)
+    return LightGBMRanker(booster, schema, objective, version, base=base)
 
 
 def train_and_validate(impressions: Impressions, current: LightGBMRanker | None, *, campaign: str, k: int,
