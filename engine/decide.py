@@ -227,7 +227,7 @@ class Policy:
         """Decide for a batch from its features alone (pure numpy: no store access)."""
         optimize, content = self.spec.optimize, self.spec.content
         n = len(features.recipient_ids)
-        scores = scorer.score_all(features.inputs)
+        scores = scorer.policy_scores(scorer.score_all(features.inputs), features.items.ids)
         diversity = content.diversity
         picks = fill_slots(scores, content.items, self.rng, kind=optimize.item_exploration,
                            exploration=optimize.exploration, temperature=optimize.temperature,

@@ -59,8 +59,9 @@ def evaluate_campaign(store: Store, spec: CampaignSpec, scorer: ItemScorer, now:
     available = published[None, :] <= impressions.ts[rows][:, None] + 1.0
     available[np.arange(len(rows)), impressions.item[rows]] = True  # it was shown, so it was there
     optimize = spec.optimize
-    target = slot_distribution(scores, available, optimize.item_exploration, optimize.exploration,
-                               optimize.temperature)
+    ids = [i.id for i in impressions.items]
+    target = slot_distribution(scorer.policy_scores(scores, ids), available, optimize.item_exploration,
+                               optimize.exploration, optimize.temperature)
     logged_item = impressions.item[rows]
     rewards = impressions.positive[rows].astype(float)
     if isinstance(scorer, LightGBMRanker) and scorer.objective == "binary":

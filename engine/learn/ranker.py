@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.errors import ModelError
 from engine.features.pairs import FeatureSchema, PairInputs, all_pairs, pair_matrix
+from engine.learn.guard import ItemGuard
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -42,6 +43,11 @@ class ItemScorer(ABC):
     @abstractmethod
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """One score per pair."""
+
+    def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """The (recipients x items) scores the policy ranks by: the model's, unless a guard
+        (:mod:`engine.learn.guard`) keeps the default item where a deviation is not proven."""
+        return scores
 
     def score_all(self, inputs: PairInputs) -> np.ndarray:
         """(recipients x items) scores of every pair, in chunks."""
@@ -105,7 +111,9 @@ class LightGBMRanker(ItemScorer):
     """
 
     def __init__(self, booster: lgb.Booster, schema: FeatureSchema, objective: str, version: str,
-                 metrics: dict[str, Any] | None = None, base: str | None = None) -> None:
+                 metrics: dict[str, Any] | None = None, base: str | None = None, guard: ItemGuard | None = None
+                 ) -> None:
+        self.guard = guard
         self.booster = booster
         self.schema = schema
         self.objective = objective
@@ -116,6 +124,9 @@ class LightGBMRanker(ItemScorer):
 
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         return self.predict(pair_matrix(inputs, recipient_index, item_index))
+
+    def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        return self.guard.apply(scores, item_ids) if self.guard is not None else scores
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds for ``binary``) of a feature matrix in the schema's column order:
@@ -129,7 +140,8 @@ class LightGBMRanker(ItemScorer):
         assert self.schema is not None
         model = self.booster.model_to_string().encode()
         header = {"objective": self.objective, "version": self.version, "schema": self.schema.to_json(),
-                  "metrics": self.metrics, "sha256": hashlib.sha256(model).hexdigest(), "base": self.base}
+                  "metrics": self.metrics, "sha256": hashlib.sha256(model).hexdigest(), "base": self.base,
+                  "guard": self.guard.to_json() if self.guard is not None else None}
         return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + model
 
     @classmethod
@@ -157,8 +169,12 @@ class LightGBMRanker(ItemScorer):
         base = header.get("base")
         if base is not None and base not in schema.names:
             raise ModelError(f"{where}: the base margin column {base!r} is not one of the schema's features")
+        try:
+            guard = ItemGuard.from_json(header["guard"]) if header.get("guard") else None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{where}: the stored item guard cannot be read ({exc})") from None
         return cls(booster, schema, str(header["objective"]), str(header["version"]), dict(header["metrics"]),
-                   base=str(base) if base is not None else None)
+                   base=str(base) if base is not None else None, guard=guard)
 
 
 def base_margin(prior: np.ndarray, objective: str) -> np.ndarray:

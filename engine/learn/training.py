@@ -24,6 +24,7 @@ import numpy as np
 from engine.errors import ModelError, SpecError
 from engine.features.events import DAY, load_events
 from engine.learn.dataset import Goal, Impressions, collect_impressions, history_start
+from engine.learn.guard import ItemGuard, fit_guard
 from engine.learn.metrics import ndcg_at_k, roc_auc
 from engine.learn.models import promoted_ranker, save_ranker
 from engine.learn.ranker import LightGBMRanker, TrainingData, TrainingParams, base_margin, fit_booster
@@ -116,9 +117,13 @@ def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, param
 
 
 def train_and_validate(impressions: Impressions, current: LightGBMRanker | None, *, campaign: str, k: int,
-                       params: TrainingParams, rng: np.random.Generator, version: str
-                       ) -> tuple[LightGBMRanker, TrainingReport]:
-    """Fit on the earlier part, score the candidate, the current model and popularity on the rest."""
+                       params: TrainingParams, rng: np.random.Generator, version: str,
+                       confidence: float | None = None) -> tuple[LightGBMRanker, TrainingReport]:
+    """Fit on the earlier part, score the candidate, the current model and popularity on the rest.
+
+    :param confidence: with the pointwise objective (one item per message), also fit the item
+        guard of :mod:`engine.learn.guard` at this confidence on the training part.
+    """
     if len(impressions) < MIN_IMPRESSIONS or not impressions.positive.any():
         raise ModelError(f"{campaign}: {len(impressions)} impressions with {int(impressions.positive.sum())} "
                          f"reaching the goal: too few to train on (at least {MIN_IMPRESSIONS}, some positive)")
@@ -137,6 +142,12 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
         metrics["current"] = quality(impressions, valid, current.predict(current_matrix), k)
         incumbent = "current"
         notes.append(f"current model {current.version} scored on the same held-out rows")
+    if confidence is not None and objective == "binary":
+        # The guard cross-validates itself, so it uses every row (validation only compares AUCs).
+        candidate.guard = guard_for(impressions, np.arange(len(impressions)), params, seed, k, version, confidence)
+        if candidate.guard is not None:
+            candidate.metrics["guard"] = candidate.guard.to_json()
+            notes.append(guard_note(candidate.guard))
     primary = f"ndcg@{k}" if objective == "lambdarank" else "auc"
     score, to_beat = metrics["candidate"][primary], metrics[incumbent][primary]
     promoted = bool(np.isfinite(score) and (not np.isfinite(to_beat) or score > to_beat))
@@ -147,6 +158,29 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
         primary=primary, metrics=metrics, promoted=promoted, version=version, notes=tuple(notes),
     )
     return candidate, report
+
+
+def guard_for(impressions: Impressions, rows: np.ndarray, params: TrainingParams, seed: int, k: int,
+              version: str, confidence: float) -> ItemGuard | None:
+    """The item guard, cross-fitted on ``rows`` with the candidate's settings."""
+
+    def score_fold(fit_rows: np.ndarray, scored_rows: np.ndarray) -> np.ndarray:
+        model = fit_ranker(impressions, rows[fit_rows], "binary", params, seed, k, version)
+        return impressions.score_every_item(model, rows[scored_rows])
+
+    return fit_guard(impressions.recipient[rows], impressions.item[rows], impressions.positive[rows].astype(float),
+                     impressions.propensity[rows], [i.id for i in impressions.items], score_fold, confidence,
+                     np.random.default_rng(seed))
+
+
+def guard_note(guard: ItemGuard) -> str:
+    parts = [f"item guard at {guard.confidence:.0%} confidence: {guard.default} by default"]
+    for item, e in guard.estimates.items():
+        verdict = (f"where its predicted gain is at least {guard.thresholds[item]:.3f}" if item in guard.thresholds
+                   else "never (no gain proved positive)")
+        parts.append(f"{item} {verdict}: best cut {e['share']:.1%} of the rows, gain {e['gain']:+.4f}, "
+                     f"lower bound {e['lower_bound']:+.4f}")
+    return "; ".join(parts)
 
 
 def load_impressions(store: Store, spec: CampaignSpec, now: datetime, *, history_days: int = HISTORY_DAYS,
@@ -186,7 +220,7 @@ def train_campaign(store: Store, spec: CampaignSpec, now: datetime, rng: np.rand
     version = f"{spec.name}-{now.strftime('%Y%m%dT%H%M%S')}-{int(rng.integers(0, 16**6)):06x}"
     ranker, report = train_and_validate(impressions, current[1] if current else None, campaign=spec.name,
                                         k=spec.content.items, params=params or TrainingParams(), rng=rng,
-                                        version=version)
+                                        version=version, confidence=spec.optimize.confidence)
     metrics: dict[str, Any] = {"validation": report.metrics, "primary": report.primary, "rows": report.rows,
                                "objective": report.objective, "split": report.validation}
     with store.session() as session:

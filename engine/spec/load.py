@@ -62,7 +62,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
-    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "confidence"),
     "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
@@ -476,6 +476,8 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
         temperature=read.typed("optimize.temperature", table.get("temperature", 0.5), _fraction(0.01, 100.0)),
         staged=staged,
         guardrail=guardrail,
+        confidence=read.typed("optimize.confidence", table["confidence"], _fraction(0.5, 0.999))
+        if "confidence" in table else None,
     )
 
 

@@ -142,7 +142,8 @@ class GuardrailLimits:
 class Optimize:
     """How decisions learn: the variant bandit, exploration of variants, items, channels and
     hours, item exploration kind (``epsilon`` | ``softmax`` with ``temperature``), an optional
-    staged test and an optional guardrail."""
+    staged test, an optional guardrail, and an optional ``confidence``: for one-item messages,
+    keep the item best on average unless a deviation's gain proved positive at this confidence."""
 
     bandit: str = "thompson"
     exploration: float = 0.1
@@ -150,6 +151,7 @@ class Optimize:
     temperature: float = 0.5
     staged: Staged | None = None
     guardrail: GuardrailLimits | None = None
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
