@@ -95,26 +95,31 @@ def hour_of_week(epoch_seconds: np.ndarray) -> np.ndarray:
     return np.asarray((hours + 3 * 24) % HOURS_OF_WEEK)
 
 
+def latest_sends(log: EventColumns, message_start: np.ndarray, responses: np.ndarray) -> np.ndarray:
+    """For each event of ``responses`` (a mask), the row of ``log`` of the latest message start
+    (a mask too) of the same recipient at or before it, or -1."""
+    starts = np.flatnonzero(message_start)
+    rows = np.flatnonzero(responses)
+    if len(starts) == 0 or len(rows) == 0:
+        return np.full(len(rows), -1, dtype=np.int64)
+    origin = float(log.ts.min())
+
+    def key(chosen: np.ndarray) -> np.ndarray:
+        seconds = np.floor(log.ts[chosen] - origin).astype(np.int64)
+        return np.asarray((log.recipient[chosen].astype(np.int64) << 32) + seconds)
+
+    order = np.argsort(key(starts), kind="stable")
+    position = np.searchsorted(key(starts)[order], key(rows), side="right") - 1
+    candidate = starts[order][position.clip(0)]
+    same = (position >= 0) & (log.recipient[candidate] == log.recipient[rows])
+    return np.asarray(np.where(same, candidate, -1))
+
+
 def opened_messages(log: EventColumns, message_start: np.ndarray, engaged: np.ndarray) -> np.ndarray:
     """The message codes of ``log`` followed by an open or a click: each such event goes to the
     latest message its recipient was sent at or before it."""
-    starts = np.flatnonzero(message_start)
-    responses = np.flatnonzero(engaged)
-    if len(starts) == 0 or len(responses) == 0:
-        return np.zeros(0, dtype=np.int64)
-    origin = float(log.ts.min())
-
-    def key(rows: np.ndarray) -> np.ndarray:
-        seconds = np.floor(log.ts[rows] - origin).astype(np.int64)
-        return np.asarray((log.recipient[rows].astype(np.int64) << 32) + seconds)
-
-    order = np.argsort(key(starts), kind="stable")
-    sorted_keys = key(starts)[order]
-    position = np.searchsorted(sorted_keys, key(responses), side="right") - 1
-    found = position >= 0
-    candidate = starts[order][position.clip(0)]
-    same = found & (log.recipient[candidate] == log.recipient[responses])
-    return np.unique(log.message[candidate[same]])
+    sends = latest_sends(log, message_start, engaged)
+    return np.unique(log.message[sends[sends >= 0]])
 
 
 def recipient_features(events: EventColumns, zones: Sequence[str], attributes: Sequence[Mapping[str, Any]],
