@@ -39,7 +39,7 @@ from engine.features.pairs import all_pairs, pair_inputs, pair_matrix  # noqa: E
 from engine.features.recipients import recipient_features  # noqa: E402
 from engine.learn.bandit import ArmOutcomes  # noqa: E402
 from engine.learn.dataset import Goal, collect_impressions  # noqa: E402
-from engine.learn.exploration import slot_distribution  # noqa: E402
+from engine.learn.exploration import decayed_exploration, slot_distribution  # noqa: E402
 from engine.learn.models import promoted_ranker  # noqa: E402
 from engine.learn.ope import evaluate_policy  # noqa: E402
 from engine.learn.ranker import LightGBMRanker, TrainingParams  # noqa: E402
@@ -98,6 +98,7 @@ template = "digest"
 [optimize]
 bandit = "thompson"
 exploration = 0.05
+exploration_decay = 1000
 """
 
 
@@ -162,6 +163,7 @@ template = "digest"
 
 [optimize]
 exploration = 0.02
+exploration_decay = 1000
 confidence = 0.95
 """
 ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": "none"}
@@ -244,8 +246,9 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
     # The policy ranks by the guarded scores (the item guard of `confidence`); the reward model of
     # DR is the model's own probabilities.
     ranked = models["visit"].policy_scores(visit_scores, [i.id for i in test.items])
+    exploration = decayed_exploration(optimize.exploration, models["visit"].evidence, optimize.exploration_decay)
     target = slot_distribution(ranked, np.ones(visit_scores.shape, dtype=bool), optimize.item_exploration,
-                               optimize.exploration, optimize.temperature)
+                               exploration, optimize.temperature)
     logged = test.item
     propensity = test.propensity
     visits = test.positive.astype(float)
@@ -279,6 +282,7 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
         "training": {goal: {"objective": r.objective, "validation": r.validation, "metrics": r.metrics,
                             "promoted": r.promoted, "notes": list(r.notes)} for goal, r in reports.items()},
         "item_guard": models["visit"].guard.to_json() if models["visit"].guard is not None else None,
+        "item_exploration_used": round(exploration, 5),
         "kairos_policy": kairos,
         "logged_uniform_policy": {"visit": kairos["visit"]["logged_policy"],
                                   "conversion": kairos["conversion"]["logged_policy"]},

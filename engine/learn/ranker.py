@@ -40,6 +40,11 @@ class ItemScorer(ABC):
     version: str
     schema: FeatureSchema | None = None
 
+    @property
+    def evidence(self) -> float:
+        """How many logged decisions the scorer learned from (0 for a fallback)."""
+        return 0.0
+
     @abstractmethod
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """One score per pair."""
@@ -127,6 +132,10 @@ class LightGBMRanker(ItemScorer):
 
     def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         return self.guard.apply(scores, item_ids) if self.guard is not None else scores
+
+    @property
+    def evidence(self) -> float:
+        return float(self.metrics.get("decisions", 0.0))
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds for ``binary``) of a feature matrix in the schema's column order:

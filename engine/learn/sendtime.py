@@ -42,6 +42,7 @@ from sqlmodel import Session
 
 from engine.features.events import load_events
 from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_week, latest_sends, zone_offsets
+from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
 MODEL_VERSION = "hour-of-week-hierarchical-2"
@@ -198,11 +199,14 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
 
 def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequence[str], zones: Sequence[str],
                     now: datetime, *, exploration: float = 0.0, rng: np.random.Generator | None = None,
-                    delayed: np.ndarray | None = None, delay: timedelta = timedelta(0)) -> list[SendTime]:
+                    delayed: np.ndarray | None = None, delay: timedelta = timedelta(0),
+                    exploration_decay: int | None = None) -> list[SendTime]:
     """One :class:`SendTime` per recipient (aligned with ``recipient_ids``).
 
     :param delayed: recipients planned from ``now + delay`` rather than ``now`` (a staged test's
         held-back share).
+    :param exploration_decay: shrink ``exploration`` with the messages in the batch's log (see
+        :func:`engine.learn.exploration.decayed_exploration`).
     """
     count = len(recipient_ids)
     if count == 0:
@@ -213,6 +217,8 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
     optimize = schedule.send_time == "optimize"
     activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now) if optimize else None
     preference = hour_preferences(activity.week_counts, activity) if activity is not None else None
+    if activity is not None:
+        exploration = decayed_exploration(exploration, float(activity.sent.sum()), exploration_decay)
     start = np.full(count, now.timestamp())
     if delayed is not None:
         start = np.where(delayed, start + delay.total_seconds(), start)
@@ -239,7 +245,8 @@ def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids
     staged = spec.optimize.staged
     delayed = rng.random(len(recipient_ids)) >= staged.explore if staged is not None else None
     return plan_send_times(session, spec.schedule, recipient_ids, zones, now, exploration=spec.optimize.exploration,
-                           rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0))
+                           rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0),
+                           exploration_decay=spec.optimize.exploration_decay)
 
 
 __all__ = ["Activity", "SendTime", "allowed_minutes", "choose_send_times", "hour_preferences",

@@ -131,6 +131,7 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
     train, valid, how = split_rows(impressions, rng)
     seed = int(rng.integers(0, 2**31 - 1))
     candidate = fit_ranker(impressions, train, objective, params, seed, k, version)
+    candidate.metrics["decisions"] = len(np.unique(impressions.message[train]))
     assert candidate.schema is not None
     matrix, popularity = impressions.matrix(candidate.schema, valid)
     metrics = {"candidate": quality(impressions, valid, candidate.predict(matrix), k),

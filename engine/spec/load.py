@@ -62,7 +62,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
-    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "confidence"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "confidence",
+                 "exploration_decay"),
     "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
@@ -478,6 +479,8 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
         guardrail=guardrail,
         confidence=read.typed("optimize.confidence", table["confidence"], _fraction(0.5, 0.999))
         if "confidence" in table else None,
+        exploration_decay=read.typed("optimize.exploration_decay", table["exploration_decay"], _count)
+        if "exploration_decay" in table else None,
     )
 
 
