@@ -1,9 +1,11 @@
 """Tracked-click redirects per second under wrk, against a bare Starlette app on the same server.
 
-    python -m bench.track [--duration 10] [--connections 64] [--messages 5000] [--database URL]
+    python -m bench.track [--rounds 3] [--duration 5] [--connections 64] [--messages 5000] [--database URL]
 
 Both servers are one uvicorn process on 127.0.0.1 with the same settings; wrk (Debian's package,
-installed if missing) requests signed click URLs of real stored messages for a bounded time.
+installed if missing) requests signed click URLs of real stored messages for a bounded time, in
+alternating rounds (bare, Kairos, bare, Kairos, ...) so that other load on the machine falls on
+both alike.
 Afterwards every 302 answered must be a stored `click` event: `lost` counts those that are not.
 Prints JSON; the target is a ratio of at least 0.5 against the bare app.
 """
@@ -22,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlmodel import func, select
@@ -86,7 +89,7 @@ def run_server(kind: str, database: str) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.05)
 
 
-def run_wrk(wrk: str, base: str, script: Path, duration: int, connections: int, threads: int) -> dict[str, float]:
+def run_wrk(wrk: str, base: str, script: Path, duration: int, connections: int, threads: int) -> dict[str, Any]:
     result = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(script), base],
                             capture_output=True, text=True, check=True)
     output = result.stdout
@@ -100,6 +103,16 @@ def run_wrk(wrk: str, base: str, script: Path, duration: int, connections: int, 
             "mean_latency": f"{latency.group(1)}{latency.group(2)}" if latency else None}
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several wrk runs of one app as one: totals, and the rate over their summed time."""
+    seconds = sum(run["requests"] / run["per_second"] for run in runs)
+    total = sum(run["requests"] for run in runs)
+    return {"requests": total, "per_second": round(total / seconds, 2),
+            "non_2xx_3xx": sum(run["non_2xx_3xx"] for run in runs),
+            "socket_errors": sum(run["socket_errors"] for run in runs),
+            "mean_latency": [run["mean_latency"] for run in runs]}
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -111,7 +124,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per round and app")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--messages", type=int, default=5000)
@@ -123,22 +137,28 @@ def main() -> None:
         database = args.database or f"sqlite:///{directory / 'track.db'}"
         store = Store.open(database)
         script = lua_script(seed(store, args.messages), directory)
-        results: dict[str, dict[str, float]] = {}
-        for kind in ("bare", "kairos"):
-            process, base = run_server(kind, database)
-            try:
-                results[kind] = run_wrk(wrk, base, script, args.duration, args.connections, args.threads)
-            finally:
+        servers = {kind: run_server(kind, database) for kind in ("bare", "kairos")}
+        rounds: list[dict[str, dict[str, float]]] = []
+        try:
+            # Alternate short runs, so a change in the machine's load hits both apps alike.
+            for _ in range(args.rounds):
+                rounds.append({kind: run_wrk(wrk, base, script, args.duration, args.connections, args.threads)
+                               for kind, (_, base) in servers.items()})
+        finally:
+            for process, _ in servers.values():
                 stop(process)
         with store.session() as session:
             stored = int(session.exec(select(func.count()).select_from(Event).where(Event.type == "click")).one())
+        results = {kind: combine([r[kind] for r in rounds]) for kind in servers}
         answered = results["kairos"]["requests"] - results["kairos"]["non_2xx_3xx"]
+        ratios = sorted(r["kairos"]["per_second"] / r["bare"]["per_second"] for r in rounds)
     print(json.dumps({
         "benchmark": "tracked-click redirects per second (wrk on loopback)",
         "database": "sqlite" if database.startswith("sqlite") else "postgresql",
-        "duration_seconds": args.duration, "connections": args.connections, "wrk_threads": args.threads,
-        "bare_starlette": results["bare"], "kairos": results["kairos"],
+        "rounds": args.rounds, "seconds_per_round": args.duration, "connections": args.connections,
+        "wrk_threads": args.threads, "bare_starlette": results["bare"], "kairos": results["kairos"],
         "ratio": round(results["kairos"]["per_second"] / results["bare"]["per_second"], 3),
+        "ratio_per_round": [round(r, 3) for r in ratios], "ratio_median": round(ratios[len(ratios) // 2], 3),
         "redirects_answered": answered, "click_events_stored": stored, "lost": max(0, answered - stored),
         "target_ratio": 0.5,
     }, indent=1))

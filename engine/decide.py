@@ -9,7 +9,9 @@ now). In order, for the whole batch at once:
    the slots, logging each pick's probability given the earlier slots;
 3. channel: the predicted engagement on each reachable channel, with exploration;
 4. variant: the bandit over the campaign's variants, from outcomes credited inside the goal
-   window across all runs, behind the guardrail, or the stages of a staged test.
+   window across all runs, behind the guardrail, or the stages of a staged test. With
+   ``optimize.split_by`` the bandit runs per persona or tier (each group's outcomes, shrunk
+   toward the campaign's while the group has few), so each group can find its own winner.
 
 Everything is vectorized over recipients and items; the only Python loops are over slots and
 over the finished decisions to package them.
@@ -17,6 +19,7 @@ over the finished decisions to package them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +29,7 @@ import numpy as np
 from sqlmodel import Session
 
 from engine.audience.build import reachable
+from engine.audience.experiments import group_labels
 from engine.features.attributes import AttributeEncoding
 from engine.features.content import ItemTable, build_item_table
 from engine.features.events import load_events
@@ -35,14 +39,18 @@ from engine.learn.bandit import ArmOutcomes, Guardrail, StagedTest, mix_explorat
 from engine.learn.channel import choose_channels, predicted_rates
 from engine.learn.exploration import SlotPicks, decayed_exploration, fill_slots
 from engine.learn.models import promoted_ranker
-from engine.learn.outcomes import arm_outcomes
+from engine.learn.outcomes import arm_outcomes, arm_outcomes_by_group
 from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.spec.model import CampaignSpec
 from engine.store import queries
 from engine.store.queries import RecipientRow
 
 CHANNEL_MODEL = "engagement-1"
-OUTCOME_REFRESH = timedelta(seconds=60)
+# Variant outcomes are re-read from the event log every OUTCOME_REFRESH, or, for a campaign so
+# large that reading them takes a while, every REFRESH_COST_FACTOR times as long as that took:
+# events reach the bandit within seconds, and re-reading never costs over a tenth of the time.
+OUTCOME_REFRESH = timedelta(seconds=10)
+REFRESH_COST_FACTOR = 10
 _HASH_MULTIPLIERS = np.random.default_rng(20261).integers(1, 2**62, size=512, dtype=np.uint64) | np.uint64(1)
 
 
@@ -120,6 +128,7 @@ class DecisionBatch:
     context: dict[str, Any]
     channels: tuple[str, ...]
     variants: tuple[str, ...]
+    groups: tuple[str, ...] | None = None   # each recipient's experiment group, with split_by
 
     @property
     def decided(self) -> np.ndarray:
@@ -150,9 +159,31 @@ class DecisionBatch:
                 channel=self.channels[self.channel[row]], channel_probability=float(self.channel_probability[row]),
                 variant=self.variants[self.variant[row]], variant_probability=float(self.variant_probability[row]),
                 model_versions=self.model_versions, features_hash=f"{int(hashes[row]):016x}",
-                candidates=candidates, context=self.context,
+                candidates=candidates,
+                context=self.context if self.groups is None else {**self.context, "experiment_group": self.groups[row]},
             ))
         return out
+
+
+NO_GROUP = "(none)"
+#: How many sends of the campaign-wide evidence a group starts from: a new persona begins near the
+#: campaign's posterior and moves away as its own messages come in.
+GROUP_PRIOR_SENDS = 20.0
+
+
+@dataclass(frozen=True)
+class ExperimentGroups:
+    """Who is in which experiment group, and each group's outcomes per variant."""
+
+    labels: dict[str, str]
+    outcomes: dict[str, ArmOutcomes]
+
+    def within(self, group: str, overall: ArmOutcomes) -> ArmOutcomes:
+        """The group's counts plus :data:`GROUP_PRIOR_SENDS` pseudo-sends at the campaign's rates."""
+        own = self.outcomes.get(group, ArmOutcomes.empty(len(overall.sends)))
+        rate = (overall.successes + 1.0) / (overall.sends + 2.0)
+        return ArmOutcomes(own.sends + GROUP_PRIOR_SENDS, own.successes + GROUP_PRIOR_SENDS * rate,
+                           own.unsubscribes, own.complaints)
 
 
 class Policy:
@@ -170,6 +201,8 @@ class Policy:
         self.guardrail = Guardrail(**spec.optimize.guardrail.__dict__) if spec.optimize.guardrail else None
         self._scorer = scorer
         self._outcomes: tuple[datetime, ArmOutcomes, bool] | None = None
+        self._refresh = OUTCOME_REFRESH
+        self._groups: tuple[datetime, ExperimentGroups] | None = None
 
     def item_table(self, session: Session, now: datetime) -> ItemTable:
         return build_item_table(session, self.spec.content, now, self.spec.goal_event)
@@ -194,28 +227,53 @@ class Policy:
         return BatchFeatures(tuple(ids), items, features, inputs, can_reach.reshape(len(ids), len(self.spec.channels)))
 
     def arm_outcomes(self, session: Session, now: datetime) -> tuple[ArmOutcomes, bool]:
-        """Per-variant outcomes (refreshed at most every minute) and whether a staged test exploits."""
+        """Per-variant outcomes (re-read every :data:`OUTCOME_REFRESH` or so) and whether a staged test exploits."""
         cached = self._outcomes
-        if cached is None or not timedelta(0) <= now - cached[0] < OUTCOME_REFRESH:
+        if cached is None or not timedelta(0) <= now - cached[0] < self._refresh:
+            started = time.perf_counter()
             names = [v.name for v in self.spec.variants]
             outcomes = arm_outcomes(session, self.spec.name, names, self.spec.goal_event, self.spec.goal_window, now)
             staged = self.spec.optimize.staged
             first = queries.first_send_time(session, self.spec.name) if staged is not None else None
             exploiting = staged is not None and first is not None and now >= first + staged.wait
             self._outcomes = cached = (now, outcomes, exploiting)
+            took = time.perf_counter() - started
+            self._refresh = max(OUTCOME_REFRESH, timedelta(seconds=REFRESH_COST_FACTOR * took))
         return cached[1], cached[2]
 
-    def variant_distribution(self, outcomes: ArmOutcomes, exploiting: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        """P(variant) for this batch, and what to log about how it was reached."""
+    def experiment_groups(self, session: Session, now: datetime) -> ExperimentGroups | None:
+        """With ``optimize.split_by``: each recipient's group and each group's outcomes (re-read as
+        often as the campaign's); None without it."""
+        by = self.spec.optimize.split_by
+        if by is None:
+            return None
+        cached = self._groups
+        if cached is None or not timedelta(0) <= now - cached[0] < self._refresh:
+            labels = group_labels(session, self.spec, by, now)
+            names = [v.name for v in self.spec.variants]
+            outcomes = arm_outcomes_by_group(session, self.spec.name, names, self.spec.goal_event,
+                                             self.spec.goal_window, now, labels)
+            self._groups = cached = (now, ExperimentGroups(labels, outcomes))
+        return cached[1]
+
+    def variant_distribution(self, outcomes: ArmOutcomes, exploiting: bool, *,
+                             within: ArmOutcomes | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """P(variant) for this batch, and what to log about how it was reached.
+
+        :param within: the outcomes of one experiment group to choose by; the guardrail still
+            judges the campaign's (an arm that drives unsubscribes is paused everywhere).
+        """
         names = [v.name for v in self.spec.variants]
         allowed = self.guardrail.paused(outcomes) if self.guardrail else np.zeros(len(names), dtype=bool)
         allowed = ~allowed
         policy = StagedTest(exploiting) if self.spec.optimize.staged is not None else self.variants
-        inner = policy.probabilities(outcomes.sends[allowed], outcomes.successes[allowed], self.rng)
+        counts = within if within is not None else outcomes
+        inner = policy.probabilities(counts.sends[allowed], counts.successes[allowed], self.rng)
         distribution = np.zeros(len(names))
         distribution[allowed] = inner
         optimize = self.spec.optimize
-        exploration = decayed_exploration(optimize.exploration, float(outcomes.sends.sum()), optimize.exploration_decay)
+        # The evidence behind this choice: the sends of the group it is made in (or the campaign's).
+        exploration = decayed_exploration(optimize.exploration, float(counts.sends.sum()), optimize.exploration_decay)
         distribution = mix_exploration(distribution, exploration, allowed)
         context: dict[str, Any] = {}
         if not allowed.all():
@@ -225,7 +283,8 @@ class Policy:
         return distribution, context
 
     def decide_features(self, features: BatchFeatures, scorer: ItemScorer, outcomes: ArmOutcomes,
-                        exploiting: bool = False, *, candidates: bool = False) -> DecisionBatch:
+                        exploiting: bool = False, *, candidates: bool = False,
+                        groups: ExperimentGroups | None = None) -> DecisionBatch:
         """Decide for a batch from its features alone (pure numpy: no store access)."""
         optimize, content = self.spec.optimize, self.spec.content
         n = len(features.recipient_ids)
@@ -242,12 +301,22 @@ class Policy:
                                   decayed_exploration(optimize.exploration, sent, decay), self.rng)
         distribution, context = self.variant_distribution(outcomes, exploiting)
         variant = self.rng.choice(len(distribution), size=n, p=distribution)
+        probability = distribution[variant]
+        labels = None
+        if groups is not None:
+            labels = tuple(groups.labels.get(r, NO_GROUP) for r in features.recipient_ids)
+            label_array = np.asarray(labels, dtype=object)
+            for name in sorted(set(labels)):  # a loop over groups, not recipients
+                rows = np.flatnonzero(label_array == name)
+                within, _ = self.variant_distribution(outcomes, exploiting, within=groups.within(name, outcomes))
+                variant[rows] = self.rng.choice(len(within), size=len(rows), p=within)
+                probability[rows] = within[variant[rows]]
         versions = {"ranker": scorer.version, "bandit": self.variants.name, "channel": CHANNEL_MODEL}
         return DecisionBatch(
             features=features, scores=scores, picks=picks, channel=channel.channel,
-            channel_probability=channel.probability, variant=variant, variant_probability=distribution[variant],
+            channel_probability=channel.probability, variant=variant, variant_probability=probability,
             model_versions=versions, context=context, channels=self.spec.channels,
-            variants=tuple(v.name for v in self.spec.variants),
+            variants=tuple(v.name for v in self.spec.variants), groups=labels,
         )
 
     def decide_batch(self, session: Session, recipients: Sequence[RecipientRow], now: datetime, *,
@@ -256,7 +325,8 @@ class Policy:
         scorer = self.scorer(session)
         features = self.features(session, recipients, now, table, scorer)
         outcomes, exploiting = self.arm_outcomes(session, now)
-        return self.decide_features(features, scorer, outcomes, exploiting, candidates=candidates)
+        return self.decide_features(features, scorer, outcomes, exploiting, candidates=candidates,
+                                    groups=self.experiment_groups(session, now))
 
     def decide(self, session: Session, recipients: Sequence[RecipientRow], now: datetime,
                *, candidates: bool = False, items: ItemTable | None = None) -> list[Decision]:

@@ -5,6 +5,7 @@
     KairosError                  exit_code: what `kairos` exits with
     ├── InputError               2 - bad input; the message names the file, line or field
     │   ├── SpecError            a campaign file (or its template) is wrong
+    │   │   └── NothingToTrain   no logged sends of the campaign's pool to learn from yet
     │   ├── ConfigError          config.toml or a KAIROS_* variable is wrong
     │   ├── DataError            an import file (recipients, devices, content, events) is wrong
     │   └── RenderError          a template fails to compile or render
@@ -78,6 +79,10 @@ class LocatedError(InputError):
 
 class SpecError(LocatedError):
     """A campaign file is invalid: unknown key, wrong type, bad cron, missing template ..."""
+
+
+class NothingToTrain(SpecError):
+    """A campaign's content pool has no logged impressions to train its ranker on (yet)."""
 
 
 class ConfigError(LocatedError):

@@ -31,7 +31,20 @@ def test_demo_runs_every_example_campaign_into_the_local_inbox(tmp_path: Path) -
         campaigns = {row[0] for row in db.execute("SELECT DISTINCT campaign FROM run")}
         logged = db.execute("SELECT COUNT(DISTINCT message_id) FROM event WHERE type = 'sent' AND run_id IS NOT NULL"
                             ).fetchone()[0]
+        # clicks and opens exist only if the readers' requests reached the tracking server, which
+        # attributes each to its message
+        tracked = dict(db.execute("SELECT type, COUNT(*) FROM event WHERE message_id IS NOT NULL "
+                                  "AND type IN ('click', 'open') GROUP BY type").fetchall())
     assert sent == delivered == logged
+    readings = re.findall(r"readers acted on (\d+) messages through the tracking server in [\d.]+s: (\d+) opens, "
+                          r"(\d+) clicks", result.stdout)
+    assert sum(int(m) for m, _, _ in readings) == delivered
+    assert tracked.get("open", 0) == sum(int(o) for _, o, _ in readings) > 0
+    assert tracked.get("click", 0) == sum(int(c) for _, _, c in readings) > 0
+    assert "refused" not in result.stdout
+    # the lift against the holdout, on conversions both groups can reach, with its interval
+    assert re.search(r"weekly-digest: conversions within 7 days, [\d.]+% of \d+ sent messages against [\d.]+% of "
+                     r"\d+ held out: lift [+-][\d.]+ pts \[[+-][\d.]+, [+-][\d.]+\] \(95% CI", result.stdout)
     assert campaigns == {"weekly-digest", "spotlight"}
     for key in keys[:20]:
         message = message_from_bytes(inbox.get_bytes(key), policy=policy.default)

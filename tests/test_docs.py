@@ -20,6 +20,7 @@ def registered_commands() -> list[str]:
     import engine.cli.learning
     import engine.cli.preview
     import engine.cli.privacy
+    import engine.cli.report
     import engine.cli.segments
     import engine.cli.serve  # noqa: F401
 

@@ -60,15 +60,21 @@ def split_posteriors(session: Session, spec: CampaignSpec, labels: dict[str, str
     arms: list[ArmPosterior] = []
     for group in sorted(set(sent) | set(goals)):
         n = sent.get(group, np.zeros(len(variants)))
-        g = np.minimum(goals.get(group, np.zeros(len(variants))), n)
-        a, b = 1.0 + g, 1.0 + n - g
-        draws = rng.beta(a[:, None], b[:, None], size=(len(variants), DRAWS))
-        p_best = np.bincount(draws.argmax(axis=0), minlength=len(variants)) / DRAWS
-        low, high = np.quantile(draws, [0.025, 0.975], axis=1)
-        for j, variant in enumerate(variants):
-            arms.append(ArmPosterior(group, variant, int(n[j]), int(g[j]), float(a[j] / (a[j] + b[j])),
-                                     float(low[j]), float(high[j]), float(p_best[j])))
+        arms += arm_posteriors(group, variants, n, goals.get(group, np.zeros(len(variants))), rng)
     return arms
+
+
+def arm_posteriors(group: str, variants: Sequence[str], sends: np.ndarray, goals: np.ndarray,
+                   rng: np.random.Generator) -> list[ArmPosterior]:
+    """The Beta posterior of each variant of one group, from its messages and goals (aligned)."""
+    n = np.asarray(sends, dtype=float)
+    g = np.minimum(np.asarray(goals, dtype=float), n)
+    a, b = 1.0 + g, 1.0 + n - g
+    draws = rng.beta(a[:, None], b[:, None], size=(len(variants), DRAWS))
+    p_best = np.bincount(draws.argmax(axis=0), minlength=len(variants)) / DRAWS
+    low, high = np.quantile(draws, [0.025, 0.975], axis=1)
+    return [ArmPosterior(group, variant, int(n[j]), int(g[j]), float(a[j] / (a[j] + b[j])), float(low[j]),
+                         float(high[j]), float(p_best[j])) for j, variant in enumerate(variants)]
 
 
 def _totals(counts: columnar.VariantCounts, labels: dict[str, str],

@@ -39,6 +39,7 @@ def main() -> None:
         learning,
         preview,
         privacy,
+        report,
         segments,
         serve,
     )

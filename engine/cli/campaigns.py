@@ -11,7 +11,15 @@ import numpy as np
 import typer
 
 from engine.cli import app, err, out
-from engine.cli.common import ConfigOption, SeedOption, existing_store, load_settings, now, open_store
+from engine.cli.common import (
+    ConfigOption,
+    SeedOption,
+    existing_store,
+    load_settings,
+    now,
+    open_store,
+    with_tracking_secret,
+)
 from engine.config import Settings
 from engine.decide import Decision, Policy
 from engine.errors import KairosError, SpecError
@@ -207,6 +215,7 @@ def send(
     settings = load_settings(config)
     spec = find_campaign(campaign, settings.paths.campaigns, settings.paths.templates)
     store = open_store(settings)
+    settings = with_tracking_secret(settings, store)
     ctx = build_context(settings, store, spec, np.random.default_rng(seed), now)
     helpers = Helpers(workers - 1, settings, spec, seed) if workers > 1 else None
     report = asyncio.run(send_campaign(ctx, now_all=now_all, helpers=helpers))

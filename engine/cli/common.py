@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from engine.cli import err
 from engine.config import Settings
 from engine.errors import StoreError
-from engine.store import Store
+from engine.store import Store, queries
 
 ConfigOption = Annotated[
     Path | None,
@@ -24,6 +26,21 @@ SeedOption = Annotated[
 
 def load_settings(config: Path | None) -> Settings:
     return Settings.load(config)
+
+
+def with_tracking_secret(settings: Settings, store: Store) -> Settings:
+    """``settings`` with a tracking secret: the environment's, else the one kept in the database.
+
+    Every process on one database then signs and verifies links alike without setup; setting
+    the variable replaces it (links signed before no longer verify).
+    """
+    if settings.tracking.secret is not None:
+        return settings
+    with store.session() as session:
+        secret = queries.stored_secret(session, "tracking")
+    err.print(f"note: ${settings.tracking.secret_env} is not set; signing tracked links with the secret kept in the "
+              "database", markup=False)
+    return dataclasses.replace(settings, tracking=dataclasses.replace(settings.tracking, secret=secret))
 
 
 def open_store(settings: Settings) -> Store:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import typer
 
 from engine.cli import app
-from engine.cli.common import ConfigOption, SeedOption, load_settings, open_store
+from engine.cli.common import ConfigOption, SeedOption, load_settings, open_store, with_tracking_secret
 from engine.schedule.daemon import Daemon
 from engine.track.app import tracking_app
 
@@ -36,6 +36,7 @@ def daemon(
     """
     settings = load_settings(config)
     store = open_store(settings)
+    settings = with_tracking_secret(settings, store)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from engine.cli import app, err, out
-from engine.cli.common import ConfigOption, load_settings, now, open_store
+from engine.cli import app, out
+from engine.cli.common import ConfigOption, load_settings, now, open_store, with_tracking_secret
 from engine.dispatch.bounces import import_bounces
 from engine.errors import DataError
 from engine.render.verp import parse_verp
@@ -46,15 +46,13 @@ def import_(
 
 def _import_bounces(path: Path, config: Path | None) -> None:
     settings = load_settings(config)
-    secret = settings.tracking.secret
-    if secret is None:
-        err.print(f"note: ${settings.tracking.secret_env} is not set, so VERP addresses cannot be verified; "
-                  "matching by Message-ID only", markup=False)
+    store = open_store(settings)
+    secret = with_tracking_secret(settings, store).tracking.secret or b""
 
     def verp(address: str) -> int | None:
-        return parse_verp(address, secret) if secret else None
+        return parse_verp(address, secret)
 
-    result = import_bounces(open_store(settings), path, verp, now())
+    result = import_bounces(store, path, verp, now())
     out.print(f"read {result.messages} message(s) from {path}: {result.reports} delivery status report(s); "
               f"{result.hard} hard bounce(s) ({result.suppressed} address(es) newly suppressed), "
               f"{result.soft} soft bounce(s), {result.unmatched} report(s) matched no message")

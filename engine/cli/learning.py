@@ -11,7 +11,7 @@ import typer
 from engine.cli import app, out
 from engine.cli.common import ConfigOption, SeedOption, existing_store, load_settings, now
 from engine.config import Settings
-from engine.errors import DataError
+from engine.errors import DataError, NothingToTrain
 from engine.learn.evaluation import evaluate_campaign
 from engine.learn.models import promoted_ranker, ranker_by_version
 from engine.learn.ranker import ItemScorer, PopularityScorer
@@ -74,7 +74,13 @@ def train(
     store = _store(settings)
     rng = np.random.default_rng(seed)
     for spec in specs:
-        print_training(train_campaign(store, spec, now(), rng, history_days=days))
+        try:
+            print_training(train_campaign(store, spec, now(), rng, history_days=days))
+        except NothingToTrain as exc:
+            if campaigns:  # asked for by name: that it cannot be trained is the answer
+                raise
+            out.print(f"{spec.name}: skipped, nothing to train on yet ({exc.problem}); popularity decides until "
+                      "it has sends", markup=False)
 
 
 @app.command()

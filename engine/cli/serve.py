@@ -9,7 +9,7 @@ import typer
 import uvicorn
 
 from engine.cli import app, out
-from engine.cli.common import ConfigOption, load_settings, open_store
+from engine.cli.common import ConfigOption, load_settings, open_store, with_tracking_secret
 from engine.track.app import tracking_app
 
 
@@ -26,6 +26,7 @@ def serve(
     """
     settings = load_settings(config)
     store = open_store(settings)
+    settings = with_tracking_secret(settings, store)
     listen = port or urlsplit(settings.tracking.base_url).port or 8025
     out.print(f"tracking server on http://{host}:{listen} (public base URL {settings.tracking.base_url})")
     uvicorn.run(tracking_app(settings, store), host=host, port=listen, log_level="warning", access_log=False)

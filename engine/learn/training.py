@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ModelError, SpecError
+from engine.errors import ModelError, NothingToTrain
 from engine.features.events import DAY, load_events
 from engine.learn.dataset import Goal, Impressions, collect_impressions, history_start
 from engine.learn.guard import ItemGuard, fit_guard
@@ -204,10 +204,11 @@ def load_impressions(store: Store, spec: CampaignSpec, now: datetime, *, history
                                                                                       dtype=object))
     impressions = collect_impressions(events, items, zones, attributes, goal, since, now, include)
     if len(impressions) == 0:
-        raise SpecError(spec.source, "content.pool",
-                        f"no logged impressions of items in pool {spec.content.pool!r} in the last {history_days} "
-                        "days to train on: `sent` events with an item_id (import history with `kairos import "
-                        "events`, or send the campaign first)", line=spec.line_of("content.pool"))
+        raise NothingToTrain(spec.source, "content.pool",
+                             f"no logged impressions of items in pool {spec.content.pool!r} in the last "
+                             f"{history_days} days to train on: `sent` events with an item_id (import history "
+                             "with `kairos import events`, or send the campaign first)",
+                             line=spec.line_of("content.pool"))
     return impressions
 
 

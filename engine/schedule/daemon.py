@@ -65,8 +65,8 @@ async def retrain_models() -> None:
         await daemon.retrain()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the daemon's loop: the daemon, not uvicorn, owns SIGTERM."""
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a loop that owns SIGTERM itself (the daemon's, the demo's)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -120,7 +120,7 @@ class Daemon:
         server = None
         if self.app is not None:
             host, port = self.listen
-            server = _EmbeddedServer(uvicorn.Config(self.app, host=host, port=port, log_level="warning",
+            server = EmbeddedServer(uvicorn.Config(self.app, host=host, port=port, log_level="warning",
                                                     access_log=False, lifespan="off"))
             tasks.append(asyncio.create_task(server.serve(), name="tracking"))
             log.info("tracking server on http://%s:%d", host, port)

@@ -7,23 +7,16 @@ not listed in :data:`SECTIONS` are refused, so a typo never silently does nothin
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import jinja2
 
 from engine.errors import SpecError
 from engine.sourcemap import Document, load_document
+from engine.spec import values
 from engine.spec.audience_keys import read_predicted, read_tiers
-from engine.spec.cron import cron_trigger
 from engine.spec.model import (
-    BUILTIN_GOALS,
-    NOT_GOALS,
     Audience,
     CampaignSpec,
     Content,
@@ -62,26 +55,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
-    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "confidence",
-                 "exploration_decay"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "split_by",
+                 "confidence", "exploration_decay"),
     "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"48h"``, ``"7d"``, ``"1h30m"``, ``"2w"`` -> timedelta; ValueError if not a duration."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError("a duration such as '30m', '48h', '7d' or '1h30m'")
-    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
-
 
 @dataclass
 class _Reader:
@@ -94,7 +72,7 @@ class _Reader:
 
     def table(self, dotted: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(dotted, f"expected a table of {', '.join(allowed)}, got {_shown(value)}")
+            raise self.fail(dotted, f"expected a table of {', '.join(allowed)}, got {values.shown(value)}")
         for key in value:
             if key not in allowed:
                 raise self.fail(f"{dotted}.{key}", f"unknown key; [{dotted.split('[', maxsplit=1)[0]}] takes "
@@ -105,133 +83,16 @@ class _Reader:
         try:
             return parse(value)
         except ValueError as exc:
-            raise self.fail(dotted, f"expected {exc}, got {_shown(value)}") from None
+            raise self.fail(dotted, f"expected {exc}, got {values.shown(value)}") from None
 
     def rule(self, dotted: str, value: Any, fields: tuple[str, ...], functions: dict[str, Any]) -> Rule:
-        text = self.typed(dotted, value, _string)
+        text = self.typed(dotted, value, values.non_empty_string)
         try:
             return parse_rule(text, fields, functions)
         except RuleSyntaxError as exc:
             shown = pointer(text, exc.column).replace("\n", "\n    ")
             raise SpecError(self.document.path, dotted, f"{exc.problem}\n    {shown}",
                             line=self.document.line_of(dotted), column=exc.column) from None
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) < 60 else text[:57] + "..."
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("a non-empty string")
-    return value
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError("a name of lowercase letters, digits, '-' and '_' (at most 100)")
-    return value
-
-
-def _fraction(low: float, high: float) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ValueError(f"a number from {low} to {high}")
-        return float(value)
-
-    return parse
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("a whole number of at least 1")
-    return value
-
-
-def _positive_duration(value: Any) -> timedelta:
-    duration = parse_duration(value)
-    if duration <= timedelta(0):
-        raise ValueError("a positive duration")
-    return duration
-
-
-def _goal(value: Any) -> str:
-    if not isinstance(value, str) or not _EVENT_NAME.match(value) or value in NOT_GOALS:
-        raise ValueError(f"one of {', '.join(BUILTIN_GOALS)} or the name of a custom event "
-                         f"(lowercase; not {', '.join(NOT_GOALS)})")
-    return value
-
-
-def _cron(value: Any) -> str:
-    if not isinstance(value, str) or len(value.split()) != 5:
-        raise ValueError("a 5-field cron expression such as '0 9 * * MON'")
-    try:
-        cron_trigger(value, UTC)
-    except ValueError as exc:
-        raise ValueError(f"a valid 5-field cron expression ({exc})") from None
-    return value
-
-
-def _instant(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z") from None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-01T09:00Z")
-    moment: datetime = value.astimezone(UTC)
-    return moment
-
-
-def _zone(value: Any) -> str:
-    if value == "recipient":
-        return "recipient"
-    try:
-        ZoneInfo(_string(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("'recipient' or an IANA time zone such as 'Europe/Madrid'") from None
-    return str(value)
-
-
-def _clock_pair(value: Any, expected: str) -> tuple[int, int]:
-    """``["HH:MM", "HH:MM"]`` as minutes of the day (``"24:00"`` is 1440); ValueError(expected)."""
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
-        raise ValueError(expected)
-    minutes = []
-    for text in value:
-        clock = _CLOCK.match(text)
-        if not clock or (clock.group(1) == "24" and clock.group(2) != "00"):
-            raise ValueError(expected)
-        minutes.append(int(clock.group(1)) * 60 + int(clock.group(2)))
-    return minutes[0], minutes[1]
-
-
-def _window(value: Any) -> tuple[int, int]:
-    expected = "two local times [\"HH:MM\", \"HH:MM\"], the first earlier, e.g. [\"08:00\", \"21:00\"]"
-    start, end = _clock_pair(value, expected)
-    if start >= end:
-        raise ValueError(expected)
-    return start, end
-
-
-def _template_text(value: Any) -> str:
-    text = _string(value)
-    try:
-        jinja2.Environment().parse(text)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ValueError(f"a valid template ({exc.message})") from None
-    return text
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in options:
-            raise ValueError("one of " + ", ".join(repr(o) for o in options))
-        return str(value)
-
-    return parse
 
 
 def load_campaign(path: Path, templates: Path) -> CampaignSpec:
@@ -254,10 +115,10 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
     for key in ("name", "goal"):
         if key not in campaign:
             raise read.fail(f"campaign.{key}", "missing; it is required")
-    name = read.typed("campaign.name", campaign["name"], _name)
-    goal = read.typed("campaign.goal", campaign["goal"], _goal)
-    goal_window = read.typed("campaign.goal_window", campaign.get("goal_window", "48h"), _positive_duration)
-    description = read.typed("campaign.description", campaign["description"], _string) \
+    name = read.typed("campaign.name", campaign["name"], values.name)
+    goal = read.typed("campaign.goal", campaign["goal"], values.goal)
+    goal_window = read.typed("campaign.goal_window", campaign.get("goal_window", "48h"), values.positive_duration)
+    description = read.typed("campaign.description", campaign["description"], values.non_empty_string) \
         if "description" in campaign else ""
     track = read.table("campaign.track", campaign.get("track", {}), ("clicks", "opens"))
 
@@ -283,8 +144,8 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
         spec_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
         description=description,
         utm=_utm(read, campaign.get("utm", True), name),
-        track_clicks=read.typed("campaign.track.clicks", track.get("clicks", True), _boolean),
-        track_opens=read.typed("campaign.track.opens", track.get("opens", True), _boolean),
+        track_clicks=read.typed("campaign.track.clicks", track.get("clicks", True), values.boolean),
+        track_opens=read.typed("campaign.track.opens", track.get("opens", True), values.boolean),
         lines=dict(document.lines),
     )
 
@@ -301,14 +162,8 @@ def _utm(read: _Reader, value: Any, name: str) -> tuple[tuple[str, str], ...]:
     table = read.table("campaign.utm", value, UTM_KEYS)
     merged = {"source": "kairos", "medium": "email", "campaign": name}
     for key, text in table.items():
-        merged[key] = read.typed(f"campaign.utm.{key}", text, _string)
+        merged[key] = read.typed(f"campaign.utm.{key}", text, values.non_empty_string)
     return tuple((f"utm_{key}", merged[key]) for key in UTM_KEYS if key in merged)
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("true or false")
-    return value
 
 
 def _schedule(read: _Reader, value: Any) -> Schedule:
@@ -322,28 +177,19 @@ def _schedule(read: _Reader, value: Any) -> Schedule:
         if "event" not in spec:
             raise read.fail("schedule.trigger.event", "missing; the event that triggers a send, e.g. 'signup'")
         trigger = Trigger(
-            event=read.typed("schedule.trigger.event", spec["event"], _goal),
-            delay=read.typed("schedule.trigger.delay", spec.get("delay", "0s"), parse_duration),
+            event=read.typed("schedule.trigger.event", spec["event"], values.goal),
+            delay=read.typed("schedule.trigger.delay", spec.get("delay", "0s"), values.parse_duration),
         )
     return Schedule(
-        cron=read.typed("schedule.cron", table["cron"], _cron) if "cron" in table else None,
-        at=read.typed("schedule.at", table["at"], _instant) if "at" in table else None,
+        cron=read.typed("schedule.cron", table["cron"], values.cron) if "cron" in table else None,
+        at=read.typed("schedule.at", table["at"], values.instant) if "at" in table else None,
         trigger=trigger,
-        timezone=read.typed("schedule.timezone", table.get("timezone", "recipient"), _zone),
-        window=read.typed("schedule.window", table.get("window", ["00:00", "24:00"]), _window),
-        send_time=read.typed("schedule.send_time", table.get("send_time", "fixed"), _choice("fixed", "optimize")),
-        quiet_hours=read.typed("schedule.quiet_hours", table["quiet_hours"], _quiet_hours)
+        timezone=read.typed("schedule.timezone", table.get("timezone", "recipient"), values.zone),
+        window=read.typed("schedule.window", table.get("window", ["00:00", "24:00"]), values.window),
+        send_time=read.typed("schedule.send_time", table.get("send_time", "fixed"), values.choice("fixed", "optimize")),
+        quiet_hours=read.typed("schedule.quiet_hours", table["quiet_hours"], values.quiet_hours)
         if "quiet_hours" in table else None,
     )
-
-
-def _quiet_hours(value: Any) -> tuple[int, int]:
-    expected = ("two local times [\"HH:MM\", \"HH:MM\"] that differ (they may wrap midnight), "
-                "e.g. [\"22:00\", \"07:00\"]")
-    start, end = (minute % (24 * 60) for minute in _clock_pair(value, expected))
-    if start == end:
-        raise ValueError(expected)
-    return start, end
 
 
 def _audience(read: _Reader, value: Any) -> Audience:
@@ -355,13 +201,13 @@ def _audience(read: _Reader, value: Any) -> Audience:
             if key not in spec:
                 raise read.fail(f"audience.frequency_cap.{key}", "missing; e.g. { max = 3, per = \"7d\" }")
         cap = FrequencyCap(
-            max=read.typed("audience.frequency_cap.max", spec["max"], _count),
-            per=read.typed("audience.frequency_cap.per", spec["per"], _positive_duration),
+            max=read.typed("audience.frequency_cap.max", spec["max"], values.count),
+            per=read.typed("audience.frequency_cap.per", spec["per"], values.positive_duration),
         )
     return Audience(
         where=read.rule("audience.where", table["where"], RECIPIENT_FIELDS, AUDIENCE_FUNCTIONS)
         if "where" in table else None,
-        holdout=read.typed("audience.holdout", table.get("holdout", 0.0), _fraction(0.0, 0.5)),
+        holdout=read.typed("audience.holdout", table.get("holdout", 0.0), values.fraction(0.0, 0.5)),
         frequency_cap=cap,
         predicted=read_predicted(read, table["predicted"]) if "predicted" in table else None,
         tiers=read_tiers(read, table["tiers"]) if "tiers" in table else Tiers(),
@@ -376,14 +222,14 @@ def _content(read: _Reader, value: Any) -> Content:
     if "diversity" in table:
         spec = read.table("content.diversity", table["diversity"], ("by", "max_per_topic"))
         diversity = Diversity(
-            by=read.typed("content.diversity.by", spec.get("by", "topic"), _choice("topic")),
-            max_per_value=read.typed("content.diversity.max_per_topic", spec.get("max_per_topic", 1), _count),
+            by=read.typed("content.diversity.by", spec.get("by", "topic"), values.choice("topic")),
+            max_per_value=read.typed("content.diversity.max_per_topic", spec.get("max_per_topic", 1), values.count),
         )
     return Content(
-        pool=read.typed("content.pool", table["pool"], _name),
+        pool=read.typed("content.pool", table["pool"], values.name),
         where=read.rule("content.where", table["where"], CONTENT_FIELDS, CONTENT_FUNCTIONS)
         if "where" in table else None,
-        items=read.typed("content.items", table.get("items", 1), _count),
+        items=read.typed("content.items", table.get("items", 1), values.count),
         diversity=diversity,
     )
 
@@ -394,7 +240,7 @@ def _channels(read: _Reader, value: Any) -> tuple[str, ...]:
     if not isinstance(allowed, list) or not allowed:
         raise read.fail("channels.allowed", f"expected a non-empty list of {', '.join(SUPPORTED_CHANNELS)}")
     for index, channel in enumerate(allowed):
-        read.typed(f"channels.allowed[{index}]", channel, _choice(*SUPPORTED_CHANNELS))
+        read.typed(f"channels.allowed[{index}]", channel, values.choice(*SUPPORTED_CHANNELS))
     if len(set(allowed)) != len(allowed):
         raise read.fail("channels.allowed", "lists a channel twice")
     return tuple(allowed)
@@ -412,17 +258,17 @@ def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]
         for key in ("name", "subject", "template"):
             if key not in table:
                 raise read.fail(f"{dotted}.{key}", "missing; every variant needs name, subject and template")
-        template = read.typed(f"{dotted}.template", table["template"], _name)
+        template = read.typed(f"{dotted}.template", table["template"], values.name)
         if not any((templates / f"{template}{suffix}").is_file() for suffix in TEMPLATE_SUFFIXES):
             raise read.fail(f"{dotted}.template", f"no template {template!r}: expected "
                             + " or ".join(str(templates / f"{template}{s}") for s in TEMPLATE_SUFFIXES))
         variants.append(Variant(
-            name=read.typed(f"{dotted}.name", table["name"], _name),
-            subject=read.typed(f"{dotted}.subject", table["subject"], _template_text),
+            name=read.typed(f"{dotted}.name", table["name"], values.name),
+            subject=read.typed(f"{dotted}.subject", table["subject"], values.template_text),
             template=template,
-            preheader=read.typed(f"{dotted}.preheader", table["preheader"], _template_text)
+            preheader=read.typed(f"{dotted}.preheader", table["preheader"], values.template_text)
             if "preheader" in table else "",
-            **{key: read.typed(f"{dotted}.{key}", table[key], _template_text)
+            **{key: read.typed(f"{dotted}.{key}", table[key], values.template_text)
                for key in ("push_title", "push_body", "push_url") if key in table},
         ))
     names = [v.name for v in variants]
@@ -432,17 +278,12 @@ def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]
     return tuple(variants)
 
 
-def _rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError("a number of messages per second greater than 0")
-    return float(value)
-
-
 def _limits(read: _Reader, value: Any) -> SendLimits:
     table = read.table("limits", value, SECTIONS["limits"])
     return SendLimits(
-        rate=read.typed("limits.rate", table["rate"], _rate) if "rate" in table else None,
-        domain_rate=read.typed("limits.domain_rate", table["domain_rate"], _rate) if "domain_rate" in table else None,
+        rate=read.typed("limits.rate", table["rate"], values.rate) if "rate" in table else None,
+        domain_rate=read.typed("limits.domain_rate", table["domain_rate"], values.rate)
+        if "domain_rate" in table else None,
     )
 
 
@@ -455,8 +296,8 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
             if key not in spec:
                 raise read.fail(f"optimize.staged.{key}", "missing; e.g. { explore = 0.2, wait = \"4h\" }")
         staged = Staged(
-            explore=read.typed("optimize.staged.explore", spec["explore"], _fraction(0.01, 1.0)),
-            wait=read.typed("optimize.staged.wait", spec["wait"], _positive_duration),
+            explore=read.typed("optimize.staged.explore", spec["explore"], values.fraction(0.01, 1.0)),
+            wait=read.typed("optimize.staged.wait", spec["wait"], values.positive_duration),
         )
     guardrail = None
     if "guardrail" in table:
@@ -464,24 +305,35 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
                                                                     "min_sends"))
         guardrail = GuardrailLimits(
             unsubscribe_rate=read.typed("optimize.guardrail.unsubscribe_rate", spec.get("unsubscribe_rate", 1.0),
-                                        _fraction(0.0, 1.0)),
+                                        values.fraction(0.0, 1.0)),
             complaint_rate=read.typed("optimize.guardrail.complaint_rate", spec.get("complaint_rate", 1.0),
-                                      _fraction(0.0, 1.0)),
-            min_sends=read.typed("optimize.guardrail.min_sends", spec.get("min_sends", 200), _count),
+                                      values.fraction(0.0, 1.0)),
+            min_sends=read.typed("optimize.guardrail.min_sends", spec.get("min_sends", 200), values.count),
         )
     return Optimize(
-        bandit=read.typed("optimize.bandit", table.get("bandit", "thompson"), _choice(*SUPPORTED_BANDITS)),
-        exploration=read.typed("optimize.exploration", table.get("exploration", 0.1), _fraction(0.0, 1.0)),
+        bandit=read.typed("optimize.bandit", table.get("bandit", "thompson"), values.choice(*SUPPORTED_BANDITS)),
+        exploration=read.typed("optimize.exploration", table.get("exploration", 0.1), values.fraction(0.0, 1.0)),
         item_exploration=read.typed("optimize.item_exploration", table.get("item_exploration", "epsilon"),
-                                    _choice(*ITEM_EXPLORATION)),
-        temperature=read.typed("optimize.temperature", table.get("temperature", 0.5), _fraction(0.01, 100.0)),
+                                    values.choice(*ITEM_EXPLORATION)),
+        temperature=read.typed("optimize.temperature", table.get("temperature", 0.5), values.fraction(0.01, 100.0)),
         staged=staged,
         guardrail=guardrail,
-        confidence=read.typed("optimize.confidence", table["confidence"], _fraction(0.5, 0.999))
+        split_by=_split_by(read, table),
+        confidence=read.typed("optimize.confidence", table["confidence"], values.fraction(0.5, 0.999))
         if "confidence" in table else None,
-        exploration_decay=read.typed("optimize.exploration_decay", table["exploration_decay"], _count)
+        exploration_decay=read.typed("optimize.exploration_decay", table["exploration_decay"], values.count)
         if "exploration_decay" in table else None,
     )
+
+
+def _split_by(read: _Reader, table: dict[str, Any]) -> str | None:
+    """A bandit per persona or tier needs a bandit and something to choose between."""
+    if "split_by" not in table:
+        return None
+    split: str = read.typed("optimize.split_by", table["split_by"], values.choice("segment", "tier"))
+    if table.get("bandit", "thompson") == "none":
+        raise read.fail("optimize.split_by", "needs a bandit to split; bandit is 'none'")
+    return split
 
 
 def campaign_files(directory: Path) -> Iterator[Path]:

@@ -155,6 +155,8 @@ class Optimize:
     guardrail: GuardrailLimits | None = None
     confidence: float | None = None
     exploration_decay: int | None = None
+    #: run the variant bandit separately per persona ("segment") or propensity "tier"
+    split_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -117,12 +118,21 @@ def upsert(
     if any(len(row) != len(columns) for row in rows):
         # executemany needs every row to bind the same columns
         rows = [{column: row.get(column) for column in columns} for row in rows]
-    dialect = session.get_bind().dialect.name
+    statement = _upsert_statement(session.get_bind().dialect.name, table, tuple(key), tuple(update or ()))
+    # Through the session's connection: the same transaction, without the ORM's statement
+    # processing (a third of the cost of a small batch); pending objects are flushed first.
+    session.flush()
+    session.connection().execute(statement, list(rows))
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: type[SQLModel], key: tuple[str, ...],
+                      update: tuple[str, ...]) -> sa.Insert:
+    # Built once per (dialect, table, key, update): constructing the statement costs more than
+    # executing it for a small batch (tracking writes a few dozen rows at a time).
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table.__table__)  # type: ignore[attr-defined]
     if update:
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=list(key), set_={column: statement.excluded[column] for column in update})
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    session.execute(statement, list(rows))
+    return statement.on_conflict_do_nothing(index_elements=list(key))

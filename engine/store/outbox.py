@@ -153,14 +153,19 @@ class MessageRef:
     variant: str | None
 
 
+_MESSAGE_REFS = (sa.select(col(Message.id), col(Message.run_id), col(Message.campaign), col(Message.recipient_id),
+                           col(Message.channel), col(Message.variant))
+                 .where(col(Message.id).in_(sa.bindparam("ids", expanding=True))))
+
+
 def message_refs(session: Session, ids: Sequence[int]) -> dict[int, MessageRef]:
-    """{message id: reference} for the stored ones among ``ids`` (one query)."""
+    """{message id: reference} for the stored ones among ``ids`` (one query per 900)."""
     found: dict[int, MessageRef] = {}
+    connection = session.connection()  # a plain Core query: no ORM statement processing
     for start in range(0, len(ids), 900):
-        rows = session.execute(sa.select(col(Message.id), col(Message.run_id), col(Message.campaign),
-                                         col(Message.recipient_id), col(Message.channel), col(Message.variant))
-                               .where(col(Message.id).in_(ids[start:start + 900]))).all()
-        found.update((int(row[0]), MessageRef(*row)) for row in rows)
+        rows = connection.execute(_MESSAGE_REFS, {"ids": list(ids[start:start + 900])}).all()
+        for key, run_id, campaign, recipient_id, channel, variant in rows:
+            found[int(key or 0)] = MessageRef(int(key or 0), run_id, campaign, recipient_id, channel, variant)
     return found
 
 

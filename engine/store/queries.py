@@ -7,6 +7,7 @@ lists rather than ORM objects, so a million rows do not become a million Python 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.tables import Campaign, ContentItem, Device, Event, ModelVersion, Recipient, Suppression, utcnow
+from engine.errors import StoreError
+from engine.store.db import upsert
+from engine.store.tables import (
+    Campaign,
+    ContentItem,
+    Device,
+    Event,
+    ModelVersion,
+    Recipient,
+    StoredSecret,
+    Suppression,
+    utcnow,
+)
 
 IN_CHUNK = 900  # stay under SQLite's bound-parameter limit in IN (...) lists
 
@@ -360,3 +373,19 @@ def model_versions(session: Session, kind: str, campaign: str | None) -> list[Mo
     rows = session.exec(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.campaign == campaign)
                         .order_by(col(ModelVersion.created_at).desc(), col(ModelVersion.id).desc())).all()
     return list(rows)
+
+
+def stored_secret(session: Session, name: str) -> bytes:
+    """The random secret ``name`` kept in the database, made on first use (32 bytes).
+
+    Concurrent first uses agree: the insert skips when another process stored one first, and
+    everyone reads back the row that won.
+    """
+    found = session.get(StoredSecret, name)
+    if found is None:
+        upsert(session, StoredSecret, [{"name": name, "value": secrets.token_hex(32), "created_at": utcnow()}],
+               ["name"])
+        found = session.get(StoredSecret, name)
+    if found is None:
+        raise StoreError(f"keeping the secret {name!r} in the database", "the stored row vanished")
+    return bytes.fromhex(found.value)

@@ -99,7 +99,6 @@ class Event(SQLModel, table=True):
 
     __table_args__ = (
         sa.Index("ix_event_recipient_ts", "recipient_id", "ts"),
-        sa.Index("ix_event_type_ts", "type", "ts"),
         sa.Index("ix_event_campaign_type", "campaign", "type"),
     )
 
@@ -235,6 +234,20 @@ class ModelVersion(SQLModel, table=True):
     promoted: bool = False
 
 
+class StoredSecret(SQLModel, table=True):
+    """A random key Kairos made for itself, kept where every process on the database finds it.
+
+    Used only when the environment provides none (the tracking secret when ``$KAIROS_SECRET``
+    is unset), so that ``send``, ``serve`` and every daemon on one database sign and verify alike.
+    """
+
+    __tablename__: ClassVar[str] = "stored_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=128)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
 class ConsentRecord(SQLModel, table=True):
     """One change of a recipient's consent on a channel: granted or withdrawn, by what source, when.
 
@@ -293,6 +306,7 @@ class SegmentMember(SQLModel, table=True):
 
 # Behavioural aggregates (clicks in the last N days, the latest click, clicks per topic) read
 # events by type and time and group them by recipient: this index answers them without touching
-# the table, on SQLite and PostgreSQL alike.
+# the table, on SQLite and PostgreSQL alike. Its (type, ts) prefix serves every query by type and
+# time, so no separate (type, ts) index slows the inserts.
 sa.Index("ix_event_type_ts_recipient_item", Event.__table__.c.type, Event.__table__.c.ts,  # type: ignore[attr-defined]
          Event.__table__.c.recipient_id, Event.__table__.c.item_id)  # type: ignore[attr-defined]

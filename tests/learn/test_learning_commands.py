@@ -70,6 +70,10 @@ def test_learning_commands_explain_bad_input_and_broken_models(project: Project)
     assert empty.returncode == 2, empty.stderr
     assert "campaigns/digest.toml" in empty.stderr and "content.pool" in empty.stderr
     assert "no logged impressions" in empty.stderr
+    # without names, every campaign is trained that can be; one without sends yet is skipped
+    every = project.kairos("train")
+    assert every.returncode == 0, every.stderr
+    assert "digest: skipped, nothing to train on yet" in every.stdout and "popularity decides" in every.stdout
     unknown = project.kairos("evaluate", "nope")
     assert unknown.returncode == 2 and "no campaign 'nope'" in unknown.stderr
 

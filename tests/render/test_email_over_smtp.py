@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlmodel import select
 
-from engine.config import DkimSettings
+from engine.cli.common import with_tracking_secret
+from engine.config import DkimSettings, Settings
 from engine.render.dkim import load_signer
 from engine.render.tokens import TokenKind, token_key, verify_token
 from engine.render.verp import parse_verp
@@ -141,16 +142,29 @@ def test_sent_mail_is_structured_signed_unsubscribable_and_bounce_matchable(proj
     assert suppressed == [recipient]
 
 
-def test_a_missing_tracking_secret_is_bad_input_and_nothing_is_stored(project: Project,
-                                                                     smtp_server: SmtpServer) -> None:
+def test_without_a_tracking_secret_links_are_signed_with_the_one_kept_in_the_database(
+        project: Project, smtp_server: SmtpServer) -> None:
     seed_project(project)
+    configure(project, smtp_server.port)
+    write_key(project)
     result = project.kairos("send", "news", env={"KAIROS_SECRET": ""})
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "tracking.secret_env" in result.stderr and "KAIROS_SECRET is not set" in result.stderr
-    assert "Traceback" not in result.stderr
-    with project.store().session() as session:
-        assert session.exec(select(Run)).all() == []
-    assert smtp_server.messages == []
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "KAIROS_SECRET is not set; signing tracked links with the secret kept in the database" in result.stderr
+    assert smtp_server.messages
+
+    # A tracking server on the same database, also without the variable, accepts those links;
+    # one built with another secret does not.
+    first = message_from_bytes(smtp_server.messages[0].data, policy=policy.default)
+    html_part = first.get_body(preferencelist=("html",))
+    assert html_part is not None
+    click = re.findall(rf'href="({re.escape(TRACK)}/c/[^"]+)"', html_part.get_content())[0]
+    store = project.store()
+    settings = with_tracking_secret(Settings.load(project.config, environ={}), store)
+    assert settings.tracking.secret is not None and settings.tracking.secret != TEST_SECRET.encode()
+    with serving(tracking_app(settings, store)) as base:
+        assert httpx.get(click.replace(TRACK, base)).status_code == 302
+    with serving(tracking_app(with_secret(TEST_SECRET.encode()), store)) as base:
+        assert httpx.get(click.replace(TRACK, base)).status_code == 404
 
 
 def test_a_bad_dkim_key_file_is_bad_input_naming_file_and_field(project: Project, smtp_server: SmtpServer) -> None:

@@ -152,3 +152,20 @@ def test_a_message_with_several_items_counts_once(store: Store) -> None:
     with store.session() as session:
         counts = queries.recipient_event_counts(session, ["sent", "click"], NOW - timedelta(days=7))
     assert counts == {("r1", "sent"): 3, ("r1", "click"): 2}
+
+
+def test_a_stored_secret_is_made_once_and_every_process_reads_the_same(store: Store) -> None:
+    with store.session() as session:
+        first = queries.stored_secret(session, "tracking")
+    with store.session() as session:
+        again = queries.stored_secret(session, "tracking")
+        other = queries.stored_secret(session, "elsewhere")
+    assert first == again and len(first) == 32
+    assert other != first
+    # another connection pool (another process) on the same database finds the same one
+    elsewhere = Store.open(store.url)
+    try:
+        with elsewhere.session() as session:
+            assert queries.stored_secret(session, "tracking") == first
+    finally:
+        elsewhere.dispose()
