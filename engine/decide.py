@@ -34,10 +34,10 @@ from engine.features.attributes import AttributeEncoding
 from engine.features.content import ItemTable, build_item_table
 from engine.features.events import load_events
 from engine.features.pairs import FeatureSchema, PairInputs, pair_inputs
-from engine.features.recipients import HORIZON_DAYS, RecipientFeatures, recipient_features
+from engine.features.recipients import BASE_NAMES, HORIZON_DAYS, RecipientFeatures, recipient_features
 from engine.learn.bandit import ArmOutcomes, Guardrail, StagedTest, mix_exploration, variant_policy
 from engine.learn.channel import choose_channels, predicted_rates
-from engine.learn.exploration import SlotPicks, fill_slots
+from engine.learn.exploration import SlotPicks, decayed_exploration, fill_slots
 from engine.learn.models import promoted_ranker
 from engine.learn.outcomes import arm_outcomes, arm_outcomes_by_group
 from engine.learn.ranker import ItemScorer, PopularityScorer
@@ -271,7 +271,10 @@ class Policy:
         inner = policy.probabilities(counts.sends[allowed], counts.successes[allowed], self.rng)
         distribution = np.zeros(len(names))
         distribution[allowed] = inner
-        distribution = mix_exploration(distribution, self.spec.optimize.exploration, allowed)
+        optimize = self.spec.optimize
+        # The evidence behind this choice: the sends of the group it is made in (or the campaign's).
+        exploration = decayed_exploration(optimize.exploration, float(counts.sends.sum()), optimize.exploration_decay)
+        distribution = mix_exploration(distribution, exploration, allowed)
         context: dict[str, Any] = {}
         if not allowed.all():
             context["paused_variants"] = [n for n, a in zip(names, allowed, strict=True) if not a]
@@ -285,14 +288,17 @@ class Policy:
         """Decide for a batch from its features alone (pure numpy: no store access)."""
         optimize, content = self.spec.optimize, self.spec.content
         n = len(features.recipient_ids)
-        scores = scorer.score_all(features.inputs)
+        scores = scorer.policy_scores(scorer.score_all(features.inputs), features.items.ids)
         diversity = content.diversity
+        decay = optimize.exploration_decay
         picks = fill_slots(scores, content.items, self.rng, kind=optimize.item_exploration,
-                           exploration=optimize.exploration, temperature=optimize.temperature,
+                           exploration=decayed_exploration(optimize.exploration, scorer.evidence, decay),
+                           temperature=optimize.temperature,
                            topic_codes=features.items.topic_codes, with_candidates=candidates,
                            max_per_topic=diversity.max_per_value if diversity is not None else None)
+        sent = float(features.recipients.values[:, BASE_NAMES.index("sent_90d")].sum()) if n else 0.0
         channel = choose_channels(predicted_rates(features.recipients, self.spec.channels), features.reachable,
-                                  optimize.exploration, self.rng)
+                                  decayed_exploration(optimize.exploration, sent, decay), self.rng)
         distribution, context = self.variant_distribution(outcomes, exploiting)
         variant = self.rng.choice(len(distribution), size=n, p=distribution)
         probability = distribution[variant]

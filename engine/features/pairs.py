@@ -8,13 +8,16 @@ Cross features, per pair: the recipient's smoothed click rate on the item's topi
 against the recipient's own overall rate, the topic's share of the recipient's clicks, how often
 the topic was shown to them, whether one of their attributes names the topic, whether this very
 item was already sent to or clicked by them, and the cold-start score (log popularity plus log
-topic-share lift; trees find such products hard to build from their parts).
+topic-share lift; trees find such products hard to build from their parts). When the schema
+carries taste segments (:mod:`engine.features.segments`), three more: the recipient's expected
+click rate on the item's topic from their segment posterior, that rate against the topic's
+population rate, and log popularity plus the log of that lift.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,9 +26,11 @@ from engine.features.attributes import AttributeEncoding
 from engine.features.content import ITEM_NAMES, ItemTable
 from engine.features.events import codes
 from engine.features.recipients import BASE_NAMES, RecipientFeatures
+from engine.features.segments import TasteSegments
 
 CROSS_NAMES = ("topic_affinity", "topic_affinity_lift", "topic_click_share", "topic_impressions",
                "topic_declared", "sent_before", "clicked_before", "prior_score")
+SEGMENT_NAMES = ("segment_affinity", "segment_lift", "segment_score")
 AFFINITY_PRIOR = 3.0  # pseudo-impressions at the topic's population click rate
 SHARE_PRIOR = 2.0     # pseudo-clicks spread as everyone's clicks are
 
@@ -37,11 +42,16 @@ class FeatureSchema:
     recipient_encoding: AttributeEncoding
     item_encoding: AttributeEncoding
     topics: tuple[str, ...]
+    segments: TasteSegments | None = field(default=None, compare=False)
+
+    @property
+    def cross_names(self) -> tuple[str, ...]:
+        return (*CROSS_NAMES, *SEGMENT_NAMES) if self.segments is not None else CROSS_NAMES
 
     @property
     def names(self) -> tuple[str, ...]:
         return (*BASE_NAMES, *(f"recipient.{a}" for a in self.recipient_encoding.names), *ITEM_NAMES,
-                "item_topic", *(f"item.{a}" for a in self.item_encoding.names), *CROSS_NAMES)
+                "item_topic", *(f"item.{a}" for a in self.item_encoding.names), *self.cross_names)
 
     @property
     def categorical(self) -> tuple[str, ...]:
@@ -49,14 +59,18 @@ class FeatureSchema:
                 *(f"item.{a}" for a in self.item_encoding.categorical))
 
     def to_json(self) -> dict[str, Any]:
-        return {"recipient_attributes": self.recipient_encoding.to_json(),
+        data = {"recipient_attributes": self.recipient_encoding.to_json(),
                 "item_attributes": self.item_encoding.to_json(), "topics": list(self.topics),
                 "features": list(self.names)}
+        if self.segments is not None:
+            data["segments"] = self.segments.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureSchema:
+        segments = TasteSegments.from_json(data["segments"]) if data.get("segments") else None
         schema = cls(AttributeEncoding.from_json(data["recipient_attributes"]),
-                     AttributeEncoding.from_json(data["item_attributes"]), tuple(data["topics"]))
+                     AttributeEncoding.from_json(data["item_attributes"]), tuple(data["topics"]), segments)
         if list(schema.names) != list(data.get("features", schema.names)):
             raise ValueError("the stored feature names do not match this version's features")
         return schema
@@ -79,10 +93,13 @@ class PairInputs:
     n_log_items: int
     sent_pairs: np.ndarray
     clicked_pairs: np.ndarray
+    segment_rate: np.ndarray | None = None   # (recipients x item topics + 1) from the segment posterior
+    segment_lift: np.ndarray | None = None
 
     @property
     def width(self) -> int:
-        return int(self.recipient_values.shape[1] + self.item_values.shape[1] + len(CROSS_NAMES))
+        segments = len(SEGMENT_NAMES) if self.segment_rate is not None else 0
+        return int(self.recipient_values.shape[1] + self.item_values.shape[1] + len(CROSS_NAMES) + segments)
 
 
 def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: ItemTable,
@@ -108,13 +125,41 @@ def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: Ite
     declared = np.hstack([recipients.declared_topics, np.zeros((n, 1), dtype=bool)])
     in_log_topic = codes(list(items.topic_names), list(recipients.topics))
     item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes]
+    segment_rate, segment_lift = (segment_inputs(schema.segments, recipients)
+                                  if schema.segments is not None else (None, None))
     return PairInputs(
         recipient_values=recipients.values, item_values=item_values.astype(np.float32), affinity=affinity,
         lift=affinity / np.maximum(overall, 1e-6), share=share, share_lift=share_lift, shown=shown,
         declared=declared, item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
         n_log_items=max(len(recipients.item_ids), 1), sent_pairs=recipients.sent_pairs,
-        clicked_pairs=recipients.clicked_pairs,
+        clicked_pairs=recipients.clicked_pairs, segment_rate=segment_rate, segment_lift=segment_lift,
     )
+
+
+def segment_inputs(segments: TasteSegments, recipients: RecipientFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """(recipients x log topics + 1) expected click rate per topic from the segment posterior, and
+    its lift over the topic's population rate; NaN for topics the segments were not fit on."""
+    n = len(recipients)
+    column = codes(list(segments.topics), list(recipients.topics))
+    impressions = np.zeros((n, len(segments.topics)))
+    clicks = np.zeros((n, len(segments.topics)))
+    present = np.flatnonzero(column >= 0)
+    impressions[:, present] = recipients.topic_opened[:, column[present]]
+    clicks[:, present] = recipients.topic_clicks[:, column[present]]
+    names = list(recipients.names)
+    attribute_codes = np.column_stack(
+        [recipients.values[:, names.index(f"recipient.{a}")].astype(np.float64) if f"recipient.{a}" in names
+         else np.full(n, np.nan) for a in segments.attributes]) if segments.attributes else np.zeros((n, 0))
+    rates = segments.topic_rates(impressions, clicks, attribute_codes)
+    lifts = rates / segments.population_rates()[None, :]
+    # Into the recipient features' topic vocabulary, plus the column for unknown topics.
+    back = codes(list(recipients.topics), list(segments.topics))
+    rate = np.full((n, len(recipients.topics) + 1), np.nan)
+    lift = np.full_like(rate, np.nan)
+    known = np.flatnonzero(back >= 0)
+    rate[:, known] = rates[:, back[known]]
+    lift[:, known] = lifts[:, back[known]]
+    return rate, lift
 
 
 def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -142,8 +187,13 @@ def pair_matrix(inputs: PairInputs, recipient_index: np.ndarray, item_index: np.
     keys = np.where(logged >= 0, recipient_index * inputs.n_log_items + logged, -1)
     matrix[:, cross + 5] = _member(keys, inputs.sent_pairs)
     matrix[:, cross + 6] = _member(keys, inputs.clicked_pairs)
-    matrix[:, cross + 7] = (np.log(inputs.item_values[item_index, 0].astype(np.float64))
-                            + np.log(inputs.share_lift[recipient_index, topic]))
+    log_popularity = np.log(inputs.item_values[item_index, 0].astype(np.float64))
+    matrix[:, cross + 7] = log_popularity + np.log(inputs.share_lift[recipient_index, topic])
+    if inputs.segment_rate is not None and inputs.segment_lift is not None:
+        lift = inputs.segment_lift[recipient_index, topic]
+        matrix[:, cross + 8] = inputs.segment_rate[recipient_index, topic]
+        matrix[:, cross + 9] = lift
+        matrix[:, cross + 10] = log_popularity + np.log(lift)
     return matrix
 
 

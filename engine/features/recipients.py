@@ -7,9 +7,10 @@ Everything is computed from the events of the last :data:`HORIZON_DAYS` before `
   days since the last open, click and conversion;
 - engagement: smoothed click rate per impression and open rate per message, and engagement per
   channel (opens and clicks per message on that channel);
-- per-topic counts (impressions and clicks), and which topics a categorical attribute names
-  (an interest declared at sign-up), from which :mod:`engine.features.pairs` derives
-  the affinity for a given item's topic;
+- per-topic counts (impressions, impressions in messages that were opened — an open or a click
+  after the send, before the recipient's next message — and clicks), and which topics a
+  categorical attribute names (an interest declared at sign-up), from which
+  :mod:`engine.features.pairs` derives the affinity for a given item's topic;
 - hour-of-week activity (opens and clicks by local hour of the week) for send-time choice, and
   the share of activity in the current local hour;
 - tenure (days since the first event inside the horizon) and the encoded attributes.
@@ -51,6 +52,7 @@ class RecipientFeatures:
     topics: tuple[str, ...]         # the topic vocabulary of the two arrays below
     topic_impressions: np.ndarray   # (recipients x topics)
     topic_clicks: np.ndarray        # (recipients x topics)
+    topic_opened: np.ndarray        # (recipients x topics) impressions in messages that were opened
     topic_click_rate: np.ndarray    # (topics,) population click rate per topic
     declared_topics: np.ndarray     # (recipients x topics) a categorical attribute names the topic
     hour_of_week: np.ndarray        # (recipients x 168) opens and clicks by local hour of week
@@ -91,6 +93,33 @@ def hour_of_week(epoch_seconds: np.ndarray) -> np.ndarray:
     """Local hour of the week (Monday 00:00 = 0) of local epoch seconds. 1970-01-01 was a Thursday."""
     hours = np.floor(epoch_seconds / 3600.0).astype(np.int64)
     return np.asarray((hours + 3 * 24) % HOURS_OF_WEEK)
+
+
+def latest_sends(log: EventColumns, message_start: np.ndarray, responses: np.ndarray) -> np.ndarray:
+    """For each event of ``responses`` (a mask), the row of ``log`` of the latest message start
+    (a mask too) of the same recipient at or before it, or -1."""
+    starts = np.flatnonzero(message_start)
+    rows = np.flatnonzero(responses)
+    if len(starts) == 0 or len(rows) == 0:
+        return np.full(len(rows), -1, dtype=np.int64)
+    origin = float(log.ts.min())
+
+    def key(chosen: np.ndarray) -> np.ndarray:
+        seconds = np.floor(log.ts[chosen] - origin).astype(np.int64)
+        return np.asarray((log.recipient[chosen].astype(np.int64) << 32) + seconds)
+
+    order = np.argsort(key(starts), kind="stable")
+    position = np.searchsorted(key(starts)[order], key(rows), side="right") - 1
+    candidate = starts[order][position.clip(0)]
+    same = (position >= 0) & (log.recipient[candidate] == log.recipient[rows])
+    return np.asarray(np.where(same, candidate, -1))
+
+
+def opened_messages(log: EventColumns, message_start: np.ndarray, engaged: np.ndarray) -> np.ndarray:
+    """The message codes of ``log`` followed by an open or a click: each such event goes to the
+    latest message its recipient was sent at or before it."""
+    sends = latest_sends(log, message_start, engaged)
+    return np.unique(log.message[sends[sends >= 0]])
 
 
 def recipient_features(events: EventColumns, zones: Sequence[str], attributes: Sequence[Mapping[str, Any]],
@@ -152,8 +181,11 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
 
     topic_impressions = np.zeros((n, len(events.topics)))
     topic_clicks = np.zeros((n, len(events.topics)))
+    topic_opened = np.zeros((n, len(events.topics)))
     with_topic = log.topic >= 0
     np.add.at(topic_impressions, (who[impressions & with_topic], log.topic[impressions & with_topic]), 1.0)
+    opened = impressions & with_topic & np.isin(log.message, opened_messages(log, message_start, engaged))
+    np.add.at(topic_opened, (who[opened], log.topic[opened]), 1.0)
     np.add.at(topic_clicks, (who[clicks_mask & with_topic], log.topic[clicks_mask & with_topic]), 1.0)
     topic_rate = (topic_clicks.sum(axis=0) + population_ctr * 20.0) / (topic_impressions.sum(axis=0) + 20.0)
 
@@ -175,6 +207,7 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     return RecipientFeatures(
         names=BASE_NAMES + tuple(f"recipient.{a}" for a in encoding.names),
         values=values.astype(np.float32), topics=events.topics, topic_impressions=topic_impressions,
-        topic_clicks=topic_clicks, topic_click_rate=topic_rate, declared_topics=declared, hour_of_week=week,
+        topic_clicks=topic_clicks, topic_opened=topic_opened, topic_click_rate=topic_rate,
+        declared_topics=declared, hour_of_week=week,
         item_ids=events.item_ids, sent_pairs=sent_pairs, clicked_pairs=clicked_pairs,
     )

@@ -26,6 +26,7 @@ from engine.features.content import counts_from_events, item_table
 from engine.features.events import DAY, EventColumns, codes
 from engine.features.pairs import FeatureSchema, pair_inputs, pair_matrix
 from engine.features.recipients import HORIZON_DAYS, recipient_features
+from engine.features.segments import fit_segments
 from engine.learn.attribution import last_touch
 from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.store.tables import ContentItem
@@ -85,11 +86,27 @@ class Impressions:
         starts = np.r_[0, np.flatnonzero(np.diff(messages)) + 1] if len(rows) else np.zeros(0, dtype=int)
         return np.diff(np.r_[starts, len(rows)])
 
-    def learn_schema(self) -> FeatureSchema:
-        seen = np.unique(self.recipient)
-        return FeatureSchema(learn_encoding([self.attributes[i] for i in seen]),
-                             learn_encoding([i.attributes for i in self.items]),
-                             tuple(sorted({i.topic or "" for i in self.items})))
+    def learn_schema(self, rows: np.ndarray | None = None, seed: int = 0) -> FeatureSchema:
+        """The feature columns learned from the recipients and items of ``rows`` (default: all),
+        with taste segments fit on the log up to the end of the last of their send days (so the
+        segments never see the outcomes of later rows, such as a validation period's)."""
+        rows = np.arange(len(self)) if rows is None else rows
+        seen = np.unique(self.recipient[rows])
+        encoding = learn_encoding([self.attributes[i] for i in seen])
+        schema = FeatureSchema(encoding, learn_encoding([i.attributes for i in self.items]),
+                               tuple(sorted({i.topic or "" for i in self.items})))
+        if len(rows) == 0:
+            return schema
+        cutoff = datetime.fromtimestamp(float((np.floor(self.ts[rows].max() / DAY) + 1) * DAY), UTC)
+        recipients = recipient_features(self.events, self.zones, self.attributes, encoding, cutoff)
+        names = list(recipients.names)
+        categorical = [a for a in encoding.attributes if a.kind == "category"]
+        codes_ = np.column_stack([recipients.values[seen, names.index(f"recipient.{a.name}")] for a in categorical]
+                                 ) if categorical else np.zeros((len(seen), 0))
+        segments = fit_segments(recipients.topic_opened[seen], recipients.topic_clicks[seen], recipients.topics,
+                                codes_.astype(np.float64), [a.name for a in categorical],
+                                [len(a.categories) for a in categorical], np.random.default_rng(seed))
+        return FeatureSchema(schema.recipient_encoding, schema.item_encoding, schema.topics, segments)
 
     def matrix(self, schema: FeatureSchema, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The features of ``rows`` in ``schema``'s columns, and the popularity fallback's scores."""

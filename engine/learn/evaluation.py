@@ -20,7 +20,7 @@ from datetime import datetime
 import numpy as np
 
 from engine.errors import SpecError
-from engine.learn.exploration import slot_distribution
+from engine.learn.exploration import decayed_exploration, slot_distribution
 from engine.learn.ope import OffPolicyReport, binned_reward_model, evaluate_policy, predict_binned
 from engine.learn.ranker import ItemScorer, LightGBMRanker
 from engine.learn.training import load_impressions
@@ -59,8 +59,10 @@ def evaluate_campaign(store: Store, spec: CampaignSpec, scorer: ItemScorer, now:
     available = published[None, :] <= impressions.ts[rows][:, None] + 1.0
     available[np.arange(len(rows)), impressions.item[rows]] = True  # it was shown, so it was there
     optimize = spec.optimize
-    target = slot_distribution(scores, available, optimize.item_exploration, optimize.exploration,
-                               optimize.temperature)
+    ids = [i.id for i in impressions.items]
+    exploration = decayed_exploration(optimize.exploration, scorer.evidence, optimize.exploration_decay)
+    target = slot_distribution(scorer.policy_scores(scores, ids), available, optimize.item_exploration,
+                               exploration, optimize.temperature)
     logged_item = impressions.item[rows]
     rewards = impressions.positive[rows].astype(float)
     if isinstance(scorer, LightGBMRanker) and scorer.objective == "binary":

@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.errors import ModelError
 from engine.features.pairs import FeatureSchema, PairInputs, all_pairs, pair_matrix
+from engine.learn.guard import ItemGuard
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -27,7 +28,7 @@ MAGIC = b"kairos-ranker 1\n"
 # Domain knowledge the model must respect, all else equal: a more popular item, or one closer to
 # the recipient's known tastes, never scores lower. It keeps noisy features from inverting them.
 INCREASING = ("item_popularity", "item_goal_rate", "prior_score", "topic_affinity", "topic_click_share",
-              "topic_declared")
+              "topic_declared", "segment_affinity", "segment_lift", "segment_score")
 CHUNK_PAIRS = 65536  # pairs scored per call: bounded memory whatever the batch
 SEEN_PENALTY = 5.0
 EARLY_STOPPING_ROUNDS = 30
@@ -39,9 +40,19 @@ class ItemScorer(ABC):
     version: str
     schema: FeatureSchema | None = None
 
+    @property
+    def evidence(self) -> float:
+        """How many logged decisions the scorer learned from (0 for a fallback)."""
+        return 0.0
+
     @abstractmethod
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """One score per pair."""
+
+    def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """The (recipients x items) scores the policy ranks by: the model's, unless a guard
+        (:mod:`engine.learn.guard`) keeps the default item where a deviation is not proven."""
+        return scores
 
     def score_all(self, inputs: PairInputs) -> np.ndarray:
         """(recipients x items) scores of every pair, in chunks."""
@@ -105,25 +116,41 @@ class LightGBMRanker(ItemScorer):
     """
 
     def __init__(self, booster: lgb.Booster, schema: FeatureSchema, objective: str, version: str,
-                 metrics: dict[str, Any] | None = None) -> None:
+                 metrics: dict[str, Any] | None = None, base: str | None = None, guard: ItemGuard | None = None
+                 ) -> None:
+        self.guard = guard
         self.booster = booster
         self.schema = schema
         self.objective = objective
         self.version = version
         self.metrics = metrics or {}
+        self.base = base
+        self._base_column = list(schema.names).index(base) if base is not None else -1
 
     def score_pairs(self, inputs: PairInputs, recipient_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         return self.predict(pair_matrix(inputs, recipient_index, item_index))
 
+    def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        return self.guard.apply(scores, item_ids) if self.guard is not None else scores
+
+    @property
+    def evidence(self) -> float:
+        return float(self.metrics.get("decisions", 0.0))
+
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        """Raw scores (log-odds for ``binary``) of a feature matrix in the schema's column order."""
-        return np.asarray(self.booster.predict(matrix, raw_score=True, num_threads=2))
+        """Raw scores (log-odds for ``binary``) of a feature matrix in the schema's column order:
+        the trees' sum, plus the base margin they were boosted from (if any)."""
+        raw = np.asarray(self.booster.predict(matrix, raw_score=True, num_threads=2))
+        if self._base_column < 0:
+            return raw
+        return np.asarray(raw + base_margin(matrix[:, self._base_column], self.objective))
 
     def to_bytes(self) -> bytes:
         assert self.schema is not None
         model = self.booster.model_to_string().encode()
         header = {"objective": self.objective, "version": self.version, "schema": self.schema.to_json(),
-                  "metrics": self.metrics, "sha256": hashlib.sha256(model).hexdigest()}
+                  "metrics": self.metrics, "sha256": hashlib.sha256(model).hexdigest(), "base": self.base,
+                  "guard": self.guard.to_json() if self.guard is not None else None}
         return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + model
 
     @classmethod
@@ -148,7 +175,25 @@ class LightGBMRanker(ItemScorer):
         if booster.num_feature() != len(schema.names):
             raise ModelError(f"{where}: the booster has {booster.num_feature()} features, its schema "
                              f"{len(schema.names)}")
-        return cls(booster, schema, str(header["objective"]), str(header["version"]), dict(header["metrics"]))
+        base = header.get("base")
+        if base is not None and base not in schema.names:
+            raise ModelError(f"{where}: the base margin column {base!r} is not one of the schema's features")
+        try:
+            guard = ItemGuard.from_json(header["guard"]) if header.get("guard") else None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{where}: the stored item guard cannot be read ({exc})") from None
+        return cls(booster, schema, str(header["objective"]), str(header["version"]), dict(header["metrics"]),
+                   base=str(base) if base is not None else None, guard=guard)
+
+
+def base_margin(prior: np.ndarray, objective: str) -> np.ndarray:
+    """The margin trees are boosted from, given a prior score column (a log expected rate, such as
+    ``segment_score``): the score itself for ranking, its log-odds for ``binary``; 0 where missing."""
+    prior = np.asarray(prior, dtype=np.float64)
+    if objective == "binary":
+        rate = np.clip(np.exp(prior), 1e-6, 1.0 - 1e-6)
+        prior = np.log(rate) - np.log1p(-rate)
+    return np.asarray(np.where(np.isfinite(prior), prior, 0.0))
 
 
 @dataclass(frozen=True)
@@ -158,11 +203,12 @@ class TrainingData:
     matrix: np.ndarray
     labels: np.ndarray
     group_sizes: Sequence[int] | None = None
+    init_score: np.ndarray | None = None
 
     def dataset(self, schema: FeatureSchema, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         import lightgbm as lgb
 
-        return lgb.Dataset(self.matrix, label=self.labels,
+        return lgb.Dataset(self.matrix, label=self.labels, init_score=self.init_score,
                            group=list(self.group_sizes) if self.group_sizes is not None else None,
                            feature_name=list(schema.names), categorical_feature=list(schema.categorical),
                            reference=reference, free_raw_data=True)

@@ -9,7 +9,17 @@ decide alone:
 - each recipient's hour-of-day profile, smoothed toward the population's with
   :data:`DAY_PRIOR` pseudo-events (a Dirichlet-multinomial posterior mean);
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
-  over the seven days) with :data:`WEEK_PRIOR` pseudo-events.
+  over the seven days) with :data:`WEEK_PRIOR` pseudo-events;
+- every message is a trial: sent at local hour h, it is answered (an open or a click before the
+  next message) with a rate that falls with the distance between h and the recipient's own
+  hour. That rate by distance is learned from the log (the messages of everyone with some
+  activity, by distance from their most active hour), and each message multiplies the
+  hour-of-day profile at hour a by rate(distance(h, a)) if it was answered and by
+  1 - rate(distance(h, a)) if not: someone who never answers is tried at other hours than the
+  ones that failed, and someone who answered at h is tried around h until the best neighbour
+  shows. Opens within :data:`PROMPTED_SECONDS` of a send were prompted by it: they count as that
+  message's answer, not as activity at their hour (which would keep the send hour that found
+  them an hour off their own forever).
 
 Only hours inside the window and outside quiet hours are candidates. With ``exploration`` e,
 candidates are drawn by probability matching: P(hour) proportional to its preference raised to
@@ -31,13 +41,16 @@ import numpy as np
 from sqlmodel import Session
 
 from engine.features.events import load_events
-from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_week, zone_offsets
+from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_week, latest_sends, zone_offsets
+from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-1"
+MODEL_VERSION = "hour-of-week-hierarchical-2"
 HISTORY_DAYS = 90
 DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile per recipient
 WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile per hour-of-week row
+PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
+SILENCE_PRIOR = 20.0  # pseudo-messages at the overall engagement rate per distance of the silence rates
 SHARPNESS = 4.0    # exponent of probability matching: higher exploits the estimated best hour more
 
 
@@ -60,27 +73,86 @@ def allowed_minutes(schedule: Schedule) -> np.ndarray:
     return np.asarray(allowed)
 
 
-def hour_preferences(week_counts: np.ndarray) -> np.ndarray:
-    """(recipients x 168) smoothed hour-of-week preference from opens and clicks by local hour of week."""
+@dataclass(frozen=True)
+class Activity:
+    """What the send-time model reads from the log, per recipient."""
+
+    week_counts: np.ndarray   # (recipients x 168) opens and clicks by local hour of week
+    sent: np.ndarray          # (recipients x 24) messages by local hour of day of the send
+    answered: np.ndarray      # (recipients x 24) of those, the ones followed by an open or a click
+    prompted: np.ndarray      # (recipients x 24) of those, the ones answered only right after the send
+
+
+def circular_distance(hours: np.ndarray, other: np.ndarray) -> np.ndarray:
+    return np.asarray(np.abs((hours - other + 12) % 24 - 12))
+
+
+def silence_rates(activity: Activity) -> np.ndarray:
+    """(25,) engagement rate of a message by its distance in hours from its recipient's most active
+    hour of the day (index 24: the rate of any message), from everyone with some activity."""
+    by_hour = activity.week_counts.reshape(len(activity.week_counts), 7, 24).sum(axis=1)
+    active = by_hour.sum(axis=1) > 0
+    overall = (activity.answered.sum() + 1.0) / (activity.sent.sum() + 2.0)
+    mode = by_hour[active].argmax(axis=1)
+    distance = circular_distance(np.arange(24)[None, :], mode[:, None])
+    sent = np.bincount(distance.ravel(), weights=activity.sent[active].ravel(), minlength=13)
+    answered = np.bincount(distance.ravel(), weights=activity.answered[active].ravel(), minlength=13)
+    rate = (answered + SILENCE_PRIOR * overall) / (sent + SILENCE_PRIOR)
+    return np.asarray(np.r_[np.clip(rate, 0.0, 0.95), overall])
+
+
+def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
+    """(recipients x 168) smoothed hour-of-week preference from opens and clicks by local hour of
+    week, and (given the log's sends) the evidence of unanswered messages."""
     n = len(week_counts)
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = by_hour.sum(axis=0) + 1.0
     population /= population.sum()
     own_day = (by_hour + DAY_PRIOR * population) / (by_hour.sum(axis=1, keepdims=True) + DAY_PRIOR)
+    if activity is not None and activity.sent.sum() > 0:
+        rate = silence_rates(activity)
+        # log P(silence at h | active hour a) = log(1 - rate(distance(h, a))), summed over silent sends.
+        distance = circular_distance(np.arange(24)[:, None], np.arange(24)[None, :])   # (h x a)
+        silent = np.maximum(activity.sent - activity.answered, 0.0)
+        log_likelihood = silent @ np.log1p(-rate[distance]) + activity.prompted @ np.log(rate[distance])
+        own_day = own_day * np.exp(log_likelihood - log_likelihood.max(axis=1, keepdims=True))
+        own_day /= own_day.sum(axis=1, keepdims=True)
     prior_week = np.tile(own_day, 7) / 7.0
     return np.asarray((week_counts + WEEK_PRIOR * prior_week) / (week_counts.sum(axis=1, keepdims=True) + WEEK_PRIOR))
 
 
 def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zones: Sequence[str],
-                             now: datetime) -> np.ndarray:
-    """(recipients x 168) opens and clicks of the last 90 days by local hour of the week."""
-    events = load_events(session, recipient_ids, now - timedelta(days=HISTORY_DAYS), now, types=["open", "click"])
-    counts = np.zeros((len(recipient_ids), HOURS_OF_WEEK))
+                             now: datetime) -> Activity:
+    """Opens and clicks of the last 90 days by local hour of the week, and messages by local hour
+    of the send and whether an open or a click followed (before the recipient's next message)."""
+    events = load_events(session, recipient_ids, now - timedelta(days=HISTORY_DAYS), now,
+                         types=["sent", "open", "click"])
+    n = len(recipient_ids)
     known = events.recipient >= 0
-    who = events.recipient[known]
-    local = events.ts[known] + event_offsets(zones, who, events.ts[known])
-    np.add.at(counts, (who, hour_of_week(local)), 1.0)
-    return counts
+    log = events.select(known)
+    local = log.ts + event_offsets(zones, log.recipient, log.ts)
+    engaged = log.is_kind("open", "click")
+    starts = log.is_kind("sent") & (log.position <= 0)
+    # An open within the hour after a send says the send found them, not when they read on their
+    # own: it counts through its message's answer below, not as activity at that hour.
+    sends = latest_sends(log, starts, engaged)
+    rows = np.flatnonzero(engaged)
+    prompted = (sends >= 0) & (log.ts[rows] - log.ts[sends.clip(0)] < PROMPTED_SECONDS)
+    own = rows[~prompted]
+    counts = np.zeros((n, HOURS_OF_WEEK))
+    np.add.at(counts, (log.recipient[own], hour_of_week(local[own])), 1.0)
+    answered = np.isin(log.message, log.message[np.unique(sends[sends >= 0])]) & starts
+    # A message answered later, on the recipient's own time, already speaks through that hour.
+    answered_later = np.isin(log.message, log.message[np.unique(sends[(sends >= 0) & ~prompted])]) & starts
+    hour = (np.floor(local / 3600.0).astype(np.int64)) % 24
+    sent = np.zeros((n, 24))
+    replied = np.zeros((n, 24))
+    prompt = np.zeros((n, 24))
+    np.add.at(sent, (log.recipient[starts], hour[starts]), 1.0)
+    np.add.at(replied, (log.recipient[answered], hour[answered]), 1.0)
+    just_prompted = answered & ~answered_later
+    np.add.at(prompt, (log.recipient[just_prompted], hour[just_prompted]), 1.0)
+    return Activity(counts, sent, replied, prompt)
 
 
 def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedule: Schedule, start: float,
@@ -127,11 +199,14 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
 
 def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequence[str], zones: Sequence[str],
                     now: datetime, *, exploration: float = 0.0, rng: np.random.Generator | None = None,
-                    delayed: np.ndarray | None = None, delay: timedelta = timedelta(0)) -> list[SendTime]:
+                    delayed: np.ndarray | None = None, delay: timedelta = timedelta(0),
+                    exploration_decay: int | None = None) -> list[SendTime]:
     """One :class:`SendTime` per recipient (aligned with ``recipient_ids``).
 
     :param delayed: recipients planned from ``now + delay`` rather than ``now`` (a staged test's
         held-back share).
+    :param exploration_decay: shrink ``exploration`` with the messages in the batch's log (see
+        :func:`engine.learn.exploration.decayed_exploration`).
     """
     count = len(recipient_ids)
     if count == 0:
@@ -140,8 +215,10 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
     zone_names = [z if schedule.timezone == "recipient" else schedule.timezone for z in zones]
     offsets = zone_offsets(zone_names, now)
     optimize = schedule.send_time == "optimize"
-    preference = hour_preferences(activity_by_hour_of_week(session, recipient_ids, zone_names, now)) \
-        if optimize else None
+    activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now) if optimize else None
+    preference = hour_preferences(activity.week_counts, activity) if activity is not None else None
+    if activity is not None:
+        exploration = decayed_exploration(exploration, float(activity.sent.sum()), exploration_decay)
     start = np.full(count, now.timestamp())
     if delayed is not None:
         start = np.where(delayed, start + delay.total_seconds(), start)
@@ -168,8 +245,9 @@ def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids
     staged = spec.optimize.staged
     delayed = rng.random(len(recipient_ids)) >= staged.explore if staged is not None else None
     return plan_send_times(session, spec.schedule, recipient_ids, zones, now, exploration=spec.optimize.exploration,
-                           rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0))
+                           rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0),
+                           exploration_decay=spec.optimize.exploration_decay)
 
 
-__all__ = ["SendTime", "allowed_minutes", "choose_send_times", "hour_preferences", "plan_campaign_send_times",
-           "plan_send_times"]
+__all__ = ["Activity", "SendTime", "allowed_minutes", "choose_send_times", "hour_preferences",
+           "plan_campaign_send_times", "plan_send_times"]

@@ -24,9 +24,10 @@ import numpy as np
 from engine.errors import ModelError, NothingToTrain
 from engine.features.events import DAY, load_events
 from engine.learn.dataset import Goal, Impressions, collect_impressions, history_start
+from engine.learn.guard import ItemGuard, fit_guard
 from engine.learn.metrics import ndcg_at_k, roc_auc
 from engine.learn.models import promoted_ranker, save_ranker
-from engine.learn.ranker import LightGBMRanker, TrainingData, TrainingParams, fit_booster
+from engine.learn.ranker import LightGBMRanker, TrainingData, TrainingParams, base_margin, fit_booster
 from engine.spec.model import CampaignSpec
 from engine.store import Store, queries
 
@@ -35,6 +36,7 @@ HISTORY_DAYS = 90
 MIN_IMPRESSIONS = 50
 STOPPING_SHARE = 0.1
 MIN_ROWS_TO_STOP_EARLY = 2000
+BASE_SCORE = "segment_score"
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,19 @@ def quality(impressions: Impressions, rows: np.ndarray, scores: np.ndarray, k: i
 def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, params: TrainingParams, seed: int,
                k: int, version: str) -> LightGBMRanker:
     """Fit on ``rows``; a random tenth of their messages (when there are enough) decides when to stop."""
-    schema = impressions.learn_schema()
+    schema = impressions.learn_schema(rows, seed)
     matrix, _ = impressions.matrix(schema, rows)
+    # With taste segments, trees learn corrections to the segment score rather than rebuild it
+    # from their splits: few clicks stop boosting after a handful of trees, too few to do that.
+    base = BASE_SCORE if BASE_SCORE in schema.names else None
+    margin = base_margin(matrix[:, list(schema.names).index(base)], objective) if base is not None else None
 
     def data(part: np.ndarray) -> TrainingData:
+        init = margin[part] if margin is not None else None
         if objective == "lambdarank":
             return TrainingData(matrix[part], impressions.labels[rows[part]],
-                                impressions.group_sizes(rows[part]).tolist())
-        return TrainingData(matrix[part], impressions.positive[rows[part]].astype(float))
+                                impressions.group_sizes(rows[part]).tolist(), init)
+        return TrainingData(matrix[part], impressions.positive[rows[part]].astype(float), init_score=init)
 
     messages = impressions.message[rows]
     stop_messages = np.random.default_rng(seed).random(int(messages.max()) + 1 if len(messages) else 0) < STOPPING_SHARE
@@ -106,13 +113,17 @@ def fit_ranker(impressions: Impressions, rows: np.ndarray, objective: str, param
     stopping = stop_messages[messages] if enough else np.zeros(len(rows), dtype=bool)
     held = data(np.flatnonzero(stopping)) if stopping.any() else None
     booster = fit_booster(data(np.flatnonzero(~stopping)), schema, objective, params, seed, k, held)
-    return LightGBMRanker(booster, schema, objective, version)
+    return LightGBMRanker(booster, schema, objective, version, base=base)
 
 
 def train_and_validate(impressions: Impressions, current: LightGBMRanker | None, *, campaign: str, k: int,
-                       params: TrainingParams, rng: np.random.Generator, version: str
-                       ) -> tuple[LightGBMRanker, TrainingReport]:
-    """Fit on the earlier part, score the candidate, the current model and popularity on the rest."""
+                       params: TrainingParams, rng: np.random.Generator, version: str,
+                       confidence: float | None = None) -> tuple[LightGBMRanker, TrainingReport]:
+    """Fit on the earlier part, score the candidate, the current model and popularity on the rest.
+
+    :param confidence: with the pointwise objective (one item per message), also fit the item
+        guard of :mod:`engine.learn.guard` at this confidence on the training part.
+    """
     if len(impressions) < MIN_IMPRESSIONS or not impressions.positive.any():
         raise ModelError(f"{campaign}: {len(impressions)} impressions with {int(impressions.positive.sum())} "
                          f"reaching the goal: too few to train on (at least {MIN_IMPRESSIONS}, some positive)")
@@ -120,6 +131,7 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
     train, valid, how = split_rows(impressions, rng)
     seed = int(rng.integers(0, 2**31 - 1))
     candidate = fit_ranker(impressions, train, objective, params, seed, k, version)
+    candidate.metrics["decisions"] = len(np.unique(impressions.message[train]))
     assert candidate.schema is not None
     matrix, popularity = impressions.matrix(candidate.schema, valid)
     metrics = {"candidate": quality(impressions, valid, candidate.predict(matrix), k),
@@ -131,6 +143,12 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
         metrics["current"] = quality(impressions, valid, current.predict(current_matrix), k)
         incumbent = "current"
         notes.append(f"current model {current.version} scored on the same held-out rows")
+    if confidence is not None and objective == "binary":
+        # The guard cross-validates itself, so it uses every row (validation only compares AUCs).
+        candidate.guard = guard_for(impressions, np.arange(len(impressions)), params, seed, k, version, confidence)
+        if candidate.guard is not None:
+            candidate.metrics["guard"] = candidate.guard.to_json()
+            notes.append(guard_note(candidate.guard))
     primary = f"ndcg@{k}" if objective == "lambdarank" else "auc"
     score, to_beat = metrics["candidate"][primary], metrics[incumbent][primary]
     promoted = bool(np.isfinite(score) and (not np.isfinite(to_beat) or score > to_beat))
@@ -141,6 +159,29 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
         primary=primary, metrics=metrics, promoted=promoted, version=version, notes=tuple(notes),
     )
     return candidate, report
+
+
+def guard_for(impressions: Impressions, rows: np.ndarray, params: TrainingParams, seed: int, k: int,
+              version: str, confidence: float) -> ItemGuard | None:
+    """The item guard, cross-fitted on ``rows`` with the candidate's settings."""
+
+    def score_fold(fit_rows: np.ndarray, scored_rows: np.ndarray) -> np.ndarray:
+        model = fit_ranker(impressions, rows[fit_rows], "binary", params, seed, k, version)
+        return impressions.score_every_item(model, rows[scored_rows])
+
+    return fit_guard(impressions.recipient[rows], impressions.item[rows], impressions.positive[rows].astype(float),
+                     impressions.propensity[rows], [i.id for i in impressions.items], score_fold, confidence,
+                     np.random.default_rng(seed))
+
+
+def guard_note(guard: ItemGuard) -> str:
+    parts = [f"item guard at {guard.confidence:.0%} confidence: {guard.default} by default"]
+    for item, e in guard.estimates.items():
+        verdict = (f"where its predicted gain is at least {guard.thresholds[item]:.3f}" if item in guard.thresholds
+                   else "never (no gain proved positive)")
+        parts.append(f"{item} {verdict}: best cut {e['share']:.1%} of the rows, gain {e['gain']:+.4f}, "
+                     f"lower bound {e['lower_bound']:+.4f}")
+    return "; ".join(parts)
 
 
 def load_impressions(store: Store, spec: CampaignSpec, now: datetime, *, history_days: int = HISTORY_DAYS,
@@ -181,7 +222,7 @@ def train_campaign(store: Store, spec: CampaignSpec, now: datetime, rng: np.rand
     version = f"{spec.name}-{now.strftime('%Y%m%dT%H%M%S')}-{int(rng.integers(0, 16**6)):06x}"
     ranker, report = train_and_validate(impressions, current[1] if current else None, campaign=spec.name,
                                         k=spec.content.items, params=params or TrainingParams(), rng=rng,
-                                        version=version)
+                                        version=version, confidence=spec.optimize.confidence)
     metrics: dict[str, Any] = {"validation": report.metrics, "primary": report.primary, "rows": report.rows,
                                "objective": report.objective, "split": report.validation}
     with store.session() as session:

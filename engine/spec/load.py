@@ -55,7 +55,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "content": ("pool", "where", "items", "diversity"),
     "channels": ("allowed",),
     "variants": ("name", "subject", "template", "preheader", "push_title", "push_body", "push_url"),
-    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "split_by"),
+    "optimize": ("bandit", "exploration", "item_exploration", "temperature", "staged", "guardrail", "split_by",
+                 "confidence", "exploration_decay"),
     "limits": ("rate", "domain_rate"),
 }
 REQUIRED_SECTIONS = ("campaign", "content", "variants")
@@ -318,6 +319,10 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
         staged=staged,
         guardrail=guardrail,
         split_by=_split_by(read, table),
+        confidence=read.typed("optimize.confidence", table["confidence"], values.fraction(0.5, 0.999))
+        if "confidence" in table else None,
+        exploration_decay=read.typed("optimize.exploration_decay", table["exploration_decay"], values.count)
+        if "exploration_decay" in table else None,
     )
 
 

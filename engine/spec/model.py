@@ -142,7 +142,10 @@ class GuardrailLimits:
 class Optimize:
     """How decisions learn: the variant bandit, exploration of variants, items, channels and
     hours, item exploration kind (``epsilon`` | ``softmax`` with ``temperature``), an optional
-    staged test and an optional guardrail."""
+    staged test, an optional guardrail, and an optional ``confidence``: for one-item messages,
+    keep the item best on average unless a deviation's gain proved positive at this confidence;
+    and an optional ``exploration_decay``: the evidence (logged decisions) at which exploration
+    has shrunk to 1/sqrt(2) of ``exploration`` (see :func:`engine.learn.exploration.decayed_exploration`)."""
 
     bandit: str = "thompson"
     exploration: float = 0.1
@@ -150,6 +153,8 @@ class Optimize:
     temperature: float = 0.5
     staged: Staged | None = None
     guardrail: GuardrailLimits | None = None
+    confidence: float | None = None
+    exploration_decay: int | None = None
     #: run the variant bandit separately per persona ("segment") or propensity "tier"
     split_by: str | None = None
 

@@ -73,6 +73,10 @@ def test_the_artifact_round_trips_and_a_damaged_one_is_refused(trained: LightGBM
                                              dtype=np.float32)
     np.testing.assert_allclose(loaded.predict(matrix), trained.predict(matrix))
     assert loaded.version == "t1" and loaded.objective == "lambdarank"
+    # Boosted from the segment score: the margin is part of every prediction, and must name a column.
+    assert loaded.base == trained.base == "segment_score"
+    with pytest.raises(ModelError, match="base margin column 'nope'"):
+        LightGBMRanker.from_bytes(data.replace(b'"base":"segment_score"', b'"base":"nope"'))
     with pytest.raises(ModelError, match="not a Kairos ranker artifact"):
         LightGBMRanker.from_bytes(b"garbage")
     with pytest.raises(ModelError, match="cannot be loaded"):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
 from engine.features.attributes import AttributeEncoding
 from engine.features.events import EventColumns
 from engine.features.recipients import recipient_features, zone_offsets
-from engine.learn.sendtime import allowed_minutes, choose_send_times, hour_preferences
+from engine.learn.sendtime import activity_by_hour_of_week, allowed_minutes, choose_send_times, hour_preferences
 from engine.spec.model import Schedule
+from engine.store import Event, Store
 from tests.learn.simworld import small_world
 
 
@@ -58,3 +60,46 @@ def test_window_and_quiet_hours_are_respected_and_fixed_goes_at_the_next_opening
     # Madrid 07:30 and UTC 06:30 wait for 08:00; New York's 01:30 waits too; Tokyo 15:30 goes now.
     assert [(d.hour, d.minute) for d in local[:4]] == [(8, 0), (8, 0), (15, 30), (8, 0)]
     assert np.all(probability == 1.0)
+
+
+def test_unanswered_sends_move_the_hour_and_prompted_opens_are_not_activity(tmp_path: Path) -> None:
+    """r0 read at 19:00 on their own after 08:00 sends; r1 opened only right after 12:00 sends; r2
+    never answered 19:00 sends; the rest (the population) read at 19:00 on their own, answer a
+    19:00 send at once and leave a 07:00 one unanswered."""
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    t0 = datetime(2026, 10, 5, 0, tzinfo=UTC)  # a Monday; every recipient lives in UTC
+    events: list[Event] = []
+
+    def send(rid: str, day: int, hour: int, open_after: timedelta | None) -> None:
+        at = t0 + timedelta(days=day, hours=hour)
+        events.append(Event(id=f"s-{rid}-{day}", recipient_id=rid, type="sent", ts=at, position=0, item_id="i",
+                            message_id=len(events) + 1))
+        if open_after is not None:
+            events.append(Event(id=f"o-{rid}-{day}", recipient_id=rid, type="open", ts=at + open_after))
+
+    ids = [f"r{n}" for n in range(60)]
+    for day in (0, 7):
+        send("r0", day, 8, timedelta(hours=11))
+        send("r1", day, 12, timedelta(minutes=5))
+        send("r2", day, 19, None)
+        for rid in ids[3:]:
+            send(rid, day, 17 if day == 0 else 19, timedelta(hours=2) if day == 0 else timedelta(minutes=5))
+    for rid in ids[3:]:
+        send(rid, 10, 7, None)
+    with store.session() as session:
+        session.add_all(events)
+    with store.session() as session:
+        activity = activity_by_hour_of_week(session, ids, ["UTC"] * len(ids), t0 + timedelta(days=14))
+    by_hour = activity.week_counts.reshape(len(ids), 7, 24).sum(axis=1)
+    assert by_hour[0, 19] == 2 and by_hour[1].sum() == 0  # r1's opens were prompted by the sends
+    assert by_hour[3, 19] == 1  # the population's own reading hour; its prompted 19:00 opens are answers
+    np.testing.assert_array_equal(activity.sent[:3, [8, 12, 19]], [[2, 0, 0], [0, 2, 0], [0, 0, 2]])
+    np.testing.assert_array_equal(activity.prompted[:4, [12, 19]], [[0, 0], [2, 0], [0, 0], [0, 1]])
+    np.testing.assert_array_equal(activity.answered[:3].sum(axis=1), [2, 2, 0])
+    day = hour_preferences(activity.week_counts, activity).reshape(len(ids), 7, 24).sum(axis=1)
+    without = hour_preferences(activity.week_counts).reshape(len(ids), 7, 24).sum(axis=1)
+    assert day[0].argmax() == without[0].argmax() == 19
+    # Messages sent at someone's own hour are answered far more often: answers at 12:00 raise 12:00,
+    # and two unanswered 19:00 sends make 19:00, everyone's hour, unlikely to be r2's.
+    assert day[1, 12] > 1.5 * without[1, 12]
+    assert without[2].argmax() == 19 and day[2, 19] < 0.2 * without[2, 19] and day[2].argmax() != 19
