@@ -130,13 +130,17 @@ def suppressed_mask(session: Session, recipients: Sequence[RecipientRow], channe
 
 
 def build_audience(session: Session, spec: CampaignSpec, now: datetime,
-                   model: PropensityModel | None = None) -> list[Member]:
-    """The members of ``spec``'s audience at ``now``, in recipient id order, with their status."""
+                   model: PropensityModel | None = None, *, attributes: bool = True) -> list[Member]:
+    """The members of ``spec``'s audience at ``now``, in recipient id order, with their status.
+
+    :param attributes: False: members' rows come without their attributes (see
+        :func:`engine.store.columnar.read_recipient_rows`).
+    """
     selection = select_recipients(session, spec, now, model)
     if not selection.selected.any():
         return []
     wanted = set(selection.ids)
-    recipients = columnar.read_recipient_rows(session, wanted.__contains__)
+    recipients = columnar.read_recipient_rows(session, wanted.__contains__, attributes=attributes)
 
     status = np.full(len(recipients), "send", dtype=object)
     consenting = np.fromiter((any(reachable(r, c) for c in spec.channels) for r in recipients), dtype=bool,

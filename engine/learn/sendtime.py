@@ -155,6 +155,9 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     return Activity(counts, sent, replied, prompt)
 
 
+CHOICE_CHUNK = 8192
+
+
 def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedule: Schedule, start: float,
                       exploration: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(epoch seconds, probability) per recipient: the send instant at or after ``start``.
@@ -225,10 +228,13 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
     at = np.zeros(count)
     probability = np.ones(count)
     for begin in np.unique(start):
-        rows = np.flatnonzero(start == begin)
-        at[rows], probability[rows] = choose_send_times(
-            preference[rows] if preference is not None else None, offsets[rows], schedule, float(begin),
-            exploration if optimize else 0.0, rng)
+        # in chunks: choosing looks at every minute of 24 candidate hours per recipient, and a
+        # (recipients x 24 x 60) array for a whole audience would grow memory with it
+        same_start = np.flatnonzero(start == begin)
+        for rows in np.array_split(same_start, max(1, -(-len(same_start) // CHOICE_CHUNK))):
+            at[rows], probability[rows] = choose_send_times(
+                preference[rows] if preference is not None else None, offsets[rows], schedule, float(begin),
+                exploration if optimize else 0.0, rng)
     local_hour = (((at + offsets) // 3600) % 24).astype(int)
     model = MODEL_VERSION if optimize else "fixed"
     return [SendTime(at=datetime.fromtimestamp(float(t), UTC), local_hour=int(h), probability=float(p), model=model)

@@ -64,15 +64,17 @@ class PlannedMember:
 def plan_members(session: Session, spec: CampaignSpec, now: datetime,
                  propensity: PropensityModel | None = None,
                  rng: np.random.Generator | None = None,
-                 wall_clock: datetime | None = None) -> list[PlannedMember]:
+                 wall_clock: datetime | None = None, attributes: bool = True) -> list[PlannedMember]:
     """The audience at ``now`` with a send time for everyone who will be sent to. Writes nothing.
 
     :param propensity: the model behind ``predicted`` and ``tier()`` (default: the audience's own).
     :param rng: the source of send-time exploration.
     :param wall_clock: a naive local time (a recipient-time cron's firing): each recipient's send
         time is planned from that wall-clock time in their own zone, not from ``now``.
+    :param attributes: False: members' rows without their attributes (a run's plan needs none;
+        the pump reads each recipient afresh when their message goes out).
     """
-    members = build_audience(session, spec, now, propensity)
+    members = build_audience(session, spec, now, propensity, attributes=attributes)
     sending = [m for m in members if m.status == "send"]
     send_time: dict[str, SendTime] = {}
     groups = ({None: sending} if wall_clock is None else
@@ -102,7 +104,7 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
         if existing is not None and existing.id is not None:
             return PlannedRun(existing.id, {}, created=False)
         queries.save_campaign(session, spec.name, str(spec.source), spec.spec_hash, spec_record(spec))
-        planned = plan_members(session, spec, now, rng=rng, wall_clock=wall_clock)
+        planned = plan_members(session, spec, now, rng=rng, wall_clock=wall_clock, attributes=False)
         run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now, key=key)
         assert run.id is not None
         rows: list[dict[str, Any]] = []

@@ -117,18 +117,25 @@ def read_recipient_columns(session: Session, fields: Sequence[str] = (),
     return RecipientColumnsRead(ids, columns)
 
 
-def read_recipient_rows(session: Session, keep: Callable[[str], bool]) -> list[RecipientRow]:
+def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attributes: bool = True
+                        ) -> list[RecipientRow]:
     """The full rows of the recipients whose id ``keep`` accepts, in id order (one streamed scan;
-    only the kept rows' attributes are decoded)."""
+    only the kept rows' attributes are decoded).
+
+    :param attributes: False leaves every row's ``attributes`` empty, for callers that need only
+        addresses, zones and consent (planning a large audience: the decoded attributes would be
+        most of its memory).
+    """
     columns = [col(getattr(Recipient, name)) for name in RECIPIENT_FIELDS]
-    statement = sa.select(*columns, sa.cast(col(Recipient.attributes), sa.Text)).order_by(_by_id(session))
+    raw = sa.cast(col(Recipient.attributes), sa.Text) if attributes else sa.literal(None)
+    statement = sa.select(*columns, raw).order_by(_by_id(session))
     found: list[RecipientRow] = []
     for partition in _partitions(session, statement):
-        for recipient_id, email, timezone, locale, consent_email, consent_push, attributes in zip(*partition,
-                                                                                                  strict=True):
+        for recipient_id, email, timezone, locale, consent_email, consent_push, stored in zip(*partition,
+                                                                                              strict=True):
             if keep(recipient_id):
                 found.append(RecipientRow(recipient_id, email, timezone, locale, bool(consent_email),
-                                          bool(consent_push), json.loads(attributes) if attributes else {}))
+                                          bool(consent_push), json.loads(stored) if stored else {}))
     return found
 
 

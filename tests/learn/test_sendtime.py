@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,3 +104,23 @@ def test_unanswered_sends_move_the_hour_and_prompted_opens_are_not_activity(tmp_
     # and two unanswered 19:00 sends make 19:00, everyone's hour, unlikely to be r2's.
     assert day[1, 12] > 1.5 * without[1, 12]
     assert without[2].argmax() == 19 and day[2, 19] < 0.2 * without[2, 19] and day[2].argmax() != 19
+
+
+def test_a_large_audience_is_planned_in_chunks_with_the_same_times(tmp_path: Path, monkeypatch: Any) -> None:
+    from engine.learn import sendtime
+
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    ids = [f"r{n}" for n in range(1000)]
+    zones = ["Europe/Madrid", "Asia/Tokyo", "America/New_York", "UTC"] * 250
+    schedule = Schedule(window=(8 * 60, 21 * 60), send_time="optimize")
+    now = datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
+
+    def planned() -> list[Any]:
+        with store.session() as session:
+            return sendtime.plan_send_times(session, schedule, ids, zones, now, exploration=0.3,
+                                            rng=np.random.default_rng(9))
+
+    whole = planned()
+    monkeypatch.setattr(sendtime, "CHOICE_CHUNK", 7)
+    assert planned() == whole
+    assert len({t.at for t in whole}) > 4  # the zones and the exploration spread them
