@@ -36,7 +36,7 @@ class Tracker:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.events = BatchWriter(self._write_events)
+        self.events = BatchWriter(self._write_events, in_thread=store.dialect != "sqlite")
 
     def _write_events(self, rows: list[dict[str, Any]]) -> list[None]:
         with self.store.session() as session:

@@ -19,15 +19,21 @@ Write = Callable[[Rows], Sequence[Any]]
 
 
 class BatchWriter:
-    """Hands rows to ``write`` (run in a thread), one write at a time, batching what waits.
+    """Hands rows to ``write``, one write at a time, batching what waits.
 
     :param write: stores a batch and returns one result per row.
     :param max_rows: the most rows one write takes; the rest go in the next.
+    :param in_thread: run ``write`` in a worker thread, so the event loop serves requests while it
+        waits (a database over the network). False runs it on the loop itself: an embedded
+        SQLite write is CPU work in this process, and a thread would only add handoffs of the
+        GIL — each step of SQLite releases and retakes it — which made writes several times
+        slower under load.
     """
 
-    def __init__(self, write: Write, *, max_rows: int = 2000) -> None:
+    def __init__(self, write: Write, *, max_rows: int = 2000, in_thread: bool = True) -> None:
         self.write = write
         self.max_rows = max_rows
+        self.in_thread = in_thread
         self._waiting: list[tuple[Rows, asyncio.Future[list[Any]]]] = []
         self._writing: asyncio.Task[None] | None = None
 
@@ -42,6 +48,9 @@ class BatchWriter:
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                if not self.in_thread:
+                    # a turn of the loop first, so requests already received join this write
+                    await asyncio.sleep(0)
                 batch: list[tuple[Rows, asyncio.Future[list[Any]]]] = []
                 size = 0
                 while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self.max_rows):
@@ -55,7 +64,7 @@ class BatchWriter:
     async def _write(self, batch: list[tuple[Rows, asyncio.Future[list[Any]]]]) -> None:
         rows = [row for entry_rows, _ in batch for row in entry_rows]
         try:
-            results = list(await asyncio.to_thread(self.write, rows))
+            results = list(await asyncio.to_thread(self.write, rows) if self.in_thread else self.write(rows))
         except Exception as exc:
             for _, waiter in batch:
                 if not waiter.done():

@@ -43,7 +43,7 @@ class TrackingRecorder:
         self.store = store
         self.key = key
         self.clock = clock
-        self.writer = BatchWriter(self._record_batch)
+        self.writer = BatchWriter(self._record_batch, in_thread=store.dialect != "sqlite")
 
     def verify(self, text: str, kind: str) -> TrackingToken | None:
         return verify_token(self.key, text, kind)
