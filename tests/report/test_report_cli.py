@@ -4,18 +4,15 @@ headless Chromium (a screenshot is kept in test-artifacts/), and bad input."""
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Request, expect
 
 from engine.store.segments import SegmentProfile, save_build
-from tests.conftest import Project
+from tests.conftest import ARTIFACTS, Project
 from tests.report.planted import NOW, SEGMENTS, Planted, plant, write_campaign
-from tests.track.test_preview_page import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 
 RATE_KEYS = {"hits", "trials", "rate", "low", "high"}
 LIFT_KEYS = {"absolute", "low", "high", "relative", "relative_low", "relative_high", "significant"}
@@ -31,16 +28,6 @@ def planted_project(project: Project) -> Planted:
                    segments=[SegmentProfile(name, 3000, {}) for name in SEGMENTS],
                    recipient_ids=list(truth.segment_of), labels=list(truth.segment_of.values()))
     return truth
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 def check_rate(rate: dict[str, Any]) -> None:

@@ -11,16 +11,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from engine.dispatch.inbox import free_port
-from tests.conftest import ROOT, TEST_SECRET, Project
+from tests.conftest import ARTIFACTS, ROOT, TEST_SECRET, Project
 from tests.schedule.test_send_smtp import seed_project
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
 STARTUP_TIMEOUT = 30.0
 
 
@@ -53,16 +49,6 @@ def preview_server(project: Project) -> Iterator[str]:
         process.wait(timeout=15)
         if process.stdout is not None:
             process.stdout.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 def listening(page: Page) -> None:
