@@ -30,6 +30,10 @@ from engine.features.events import CHANNELS
 from engine.render.tokens import verify_token
 from engine.sim.respond import UNSUBSCRIBE_BASE, Sends, World, click_probabilities, open_probability
 
+# The simulator's unsubscribe rate is per message sent; only opened messages are read here, and
+# about one in five is opened.
+UNSUBSCRIBE_AFTER_OPEN = UNSUBSCRIBE_BASE * 5
+
 _LINK = re.compile(r'href="([^"]+/c/[^"]+)"')
 _PIXEL = re.compile(r'src="([^"]+/o/[^"]+)"')
 
@@ -117,7 +121,7 @@ async def read_mail(world: World, mails: list[Mail], client: httpx.AsyncClient, 
     opened = rng.random(len(mails)) < open_probability(world, sends, np.zeros(len(mails)))
     clicked = opened[:, None] & (rng.random(items.shape) < click_probabilities(world, sends))
     converted = clicked & (rng.random(items.shape) < world.population.conversion[sends.recipient][:, None])
-    unsubscribed = opened & (rng.random(len(mails)) < UNSUBSCRIBE_BASE * 5)
+    unsubscribed = opened & (rng.random(len(mails)) < UNSUBSCRIBE_AFTER_OPEN)
 
     limit = asyncio.Semaphore(concurrency)
     answers: dict[str, int] = {"opens": 0, "clicks": 0, "unsubscribes": 0, "conversions": 0, "refused": 0}
@@ -140,7 +144,8 @@ async def read_mail(world: World, mails: list[Mail], client: httpx.AsyncClient, 
             if converted[row, slot] and api_key:
                 event = {"recipient_id": world.population.ids[mail.recipient], "type": "conversion",
                          "ts": now.astimezone(UTC).isoformat(), "item_id": item, "campaign": mail.campaign,
-                         "channel": "email", "id": f"demo-conversion-{mail.campaign}-{mail.recipient}-{slot}"}
+                         "channel": "email",
+                         "id": f"reader-conversion-{mail.campaign}-{mail.recipient}-{slot}-{int(now.timestamp())}"}
                 calls.append(request("conversions", "POST", "/events", json=event,
                                      headers={"Authorization": f"Bearer {api_key}"}))
         if unsubscribed[row] and mail.unsubscribe:
