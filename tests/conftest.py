@@ -182,6 +182,28 @@ def project(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Project]:
         store.dispose()
 
 
+def seed_one_headline(project: Project, recipients_csv: str) -> None:
+    """Import ``recipients_csv``, one headline in pool ``news`` and the plainest campaign ``news``."""
+    project.write("recipients.csv", recipients_csv)
+    project.write("content.csv", "id,pool,title,url,topic,published_at\n"
+                  "n1,news,Headline,https://news.example.test/1,tech,2026-11-20T08:00:00+00:00\n")
+    project.write("campaigns/news.toml", """
+        [campaign]
+        name = "news"
+        goal = "click"
+
+        [content]
+        pool = "news"
+
+        [[variants]]
+        name = "a"
+        subject = "Hello {{ recipient.id }}"
+        template = "digest"
+    """)
+    for kind, name in (("recipients", "recipients.csv"), ("content", "content.csv")):
+        project.kairos("import", kind, name, check=True)
+
+
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Run an ASGI app under a real uvicorn server on a free loopback port; yields its base URL."""

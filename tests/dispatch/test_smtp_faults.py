@@ -23,7 +23,7 @@ from engine.dispatch.limits import Limits
 from engine.dispatch.retry import Retrying
 from engine.errors import DispatchError, DispatchPaused, SmtpError
 from engine.store import Event, Message, MessageState, Run, RunState, Suppression
-from tests.conftest import Project, write_config
+from tests.conftest import Project, seed_one_headline, write_config
 from tests.dispatch.faulty_smtp import FaultyServer
 
 MESSAGE = b"From: news@kairos.test\r\nSubject: hi\r\n\r\n.leading dot survives\r\nbody\r\n"
@@ -103,24 +103,7 @@ def test_kairos_send_retries_suppresses_bounces_and_reports_review(tmp_path: pyt
     people = {"ok": 4, "busy": 3, "closing": 2, "drop": 2, "gone": 2, "lost": 1}
     rows = ["id,email"] + [f"{kind}{n},{kind}-{n}@example.test" for kind, count in people.items()
                            for n in range(count)]
-    project.write("recipients.csv", "\n".join(rows) + "\n")
-    project.write("content.csv", "id,pool,title,url,topic,published_at\n"
-                  "n1,news,Headline,https://news.example.test/1,tech,2026-11-20T08:00:00+00:00\n")
-    project.write("campaigns/news.toml", """
-        [campaign]
-        name = "news"
-        goal = "click"
-
-        [content]
-        pool = "news"
-
-        [[variants]]
-        name = "a"
-        subject = "Hello {{ recipient.id }}"
-        template = "digest"
-    """)
-    for kind, name in (("recipients", "recipients.csv"), ("content", "content.csv")):
-        project.kairos("import", kind, name, check=True)
+    seed_one_headline(project, "\n".join(rows) + "\n")
 
     with FaultyServer() as server:
         write_config(project.config, project.db_url, server.port)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import select
 
 from engine.store import Message, MessageState, Run, RunState
-from tests.conftest import Project, SmtpServer, write_config
+from tests.conftest import Project, SmtpServer, seed_one_headline, write_config
 
 AUDIENCE = 2000
 # Each message takes the server this long, so the run outlasts the helper's start-up (loading
@@ -29,25 +29,7 @@ def test_two_sending_processes_share_a_run_without_duplicates(project: Project, 
 
     smtp_server.handle_DATA = slow  # type: ignore[method-assign]
     project.db_url = store_url
-    project.write("recipients.csv", "id,email\n" + "".join(f"r{n:05d},r{n:05d}@example.test\n"
-                                                          for n in range(AUDIENCE)))
-    project.write("content.csv", "id,pool,title,url,topic,published_at\n"
-                  "n1,news,Headline,https://news.example.test/1,tech,2026-11-20T08:00:00+00:00\n")
-    project.write("campaigns/news.toml", """
-        [campaign]
-        name = "news"
-        goal = "click"
-
-        [content]
-        pool = "news"
-
-        [[variants]]
-        name = "a"
-        subject = "Hello {{ recipient.id }}"
-        template = "digest"
-    """)
-    for kind, name in (("recipients", "recipients.csv"), ("content", "content.csv")):
-        project.kairos("import", kind, name, check=True)
+    seed_one_headline(project, "id,email\n" + "".join(f"r{n:05d},r{n:05d}@example.test\n" for n in range(AUDIENCE)))
 
     result = project.kairos("send", "news", "--workers", "2", "--seed", "4", check=True, timeout=300)
     assert f"message states now: {AUDIENCE} sent" in result.stdout
