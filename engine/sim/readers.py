@@ -17,9 +17,10 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import parseaddr
+from html import unescape
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,31 +71,23 @@ def load_mail(paths: list[Path], world: World, key: bytes) -> list[Mail]:
     for path in paths:
         message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
         recipient = person.get(parseaddr(str(message["To"]))[1])
-        html = _html(message)
-        if recipient is None or html is None:
+        body = message.get_body(preferencelist=("html",)) if isinstance(message, EmailMessage) else None
+        if recipient is None or body is None:
             continue
+        html = body.get_content()
         links = []
-        for url in dict.fromkeys(_LINK.findall(html)):
-            token = verify_token(key, urlsplit(url.replace("&amp;", "&")).path.rsplit("/", 1)[-1])
+        for url in dict.fromkeys(unescape(found) for found in _LINK.findall(html)):
+            token = verify_token(key, urlsplit(url).path.rsplit("/", 1)[-1])
             if token is not None and token.item_id:
-                links.append((url.replace("&amp;", "&"), token.item_id))
+                links.append((url, token.item_id))
         pixel = _PIXEL.search(html)
         unsubscribe = re.search(r"<(https?://[^>]+)>", str(message.get("List-Unsubscribe", "")))
         # Feedback-ID is "variant:campaign:kairos:domain" (what mailbox providers group complaints by)
         variant, _, rest = str(message.get("Feedback-ID", "")).partition(":")
         mails.append(Mail(recipient, rest.partition(":")[0], variant, tuple(links),
-                          pixel.group(1).replace("&amp;", "&") if pixel else None,
+                          unescape(pixel.group(1)) if pixel else None,
                           unsubscribe.group(1) if unsubscribe else None))
     return mails
-
-
-def _html(message: Message) -> str | None:
-    for part in message.walk():
-        if part.get_content_type() == "text/html":
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes):
-                return payload.decode(part.get_content_charset() or "utf-8")
-    return None
 
 
 async def read_mail(world: World, mails: list[Mail], client: httpx.AsyncClient, rng: np.random.Generator, *,
