@@ -15,7 +15,8 @@ with three sections, side by side:
   keeps the best-on-average arm unless a deviation's cross-fitted gain is positive at 95%
   confidence (``optimize.confidence``; decided on the training 70% only) and lets exploration
   shrink with the evidence (``optimize.exploration_decay = 1000``, as in the simulator's
-  campaign); both values were fixed before any run, never tuned on the 30%.
+  campaign); both values were fixed before any run, never tuned on the 30%. Arms the guard
+  proves worse than the default at that confidence, and better for no one, are not explored.
 - ``throughput``: decisions per second for 100,000 recipients x 20 items against the raw
   ``Booster.predict`` rate on the same feature matrix. Target: overhead at most 2x.
 """
@@ -252,8 +253,9 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
     # DR is the model's own probabilities.
     ranked = models["visit"].policy_scores(visit_scores, [i.id for i in test.items])
     exploration = decayed_exploration(optimize.exploration, models["visit"].evidence, optimize.exploration_decay)
+    explorable = models["visit"].explorable([i.id for i in test.items])
     target = slot_distribution(ranked, np.ones(visit_scores.shape, dtype=bool), optimize.item_exploration,
-                               exploration, optimize.temperature)
+                               exploration, optimize.temperature, explorable)
     logged = test.item
     propensity = test.propensity
     visits = test.positive.astype(float)
@@ -288,6 +290,7 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
                             "promoted": r.promoted, "notes": list(r.notes)} for goal, r in reports.items()},
         "item_guard": models["visit"].guard.to_json() if models["visit"].guard is not None else None,
         "item_exploration_used": round(exploration, 5),
+        "items_not_explored": list(models["visit"].guard.eliminated) if models["visit"].guard is not None else [],
         "kairos_policy": kairos,
         "logged_uniform_policy": {"visit": kairos["visit"]["logged_policy"],
                                   "conversion": kairos["conversion"]["logged_policy"]},

@@ -295,7 +295,8 @@ class Policy:
                            exploration=decayed_exploration(optimize.exploration, scorer.evidence, decay),
                            temperature=optimize.temperature,
                            topic_codes=features.items.topic_codes, with_candidates=candidates,
-                           max_per_topic=diversity.max_per_value if diversity is not None else None)
+                           max_per_topic=diversity.max_per_value if diversity is not None else None,
+                           explorable=scorer.explorable(features.items.ids))
         sent = float(features.recipients.values[:, BASE_NAMES.index("sent_90d")].sum()) if n else 0.0
         channel = choose_channels(predicted_rates(features.recipients, self.spec.channels), features.reachable,
                                   decayed_exploration(optimize.exploration, sent, decay), self.rng)

@@ -138,3 +138,52 @@ def test_the_policy_logs_what_it_decided_with(project: Project) -> None:
                         "model_versions", "features_hash"}
     assert log["variant_probability"] == 1.0 and log["channel"] == "email"
     assert len({d.features_hash for d in decisions}) > len(decisions) // 2  # hashes tell recipients apart
+
+
+def test_the_policy_never_explores_items_its_scorer_eliminated(project: Project,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.learn.ranker import PopularityScorer
+    from engine.spec import load_campaign
+    from engine.store import queries
+
+    now = datetime.now(UTC)
+    world = small_world(size=300, weeks=2, seed=12, start=now - timedelta(hours=1))
+    store = project.store()
+    seed_store(store, world.population, [world.catalog], world.history, now)
+    project.write("campaigns/one.toml", """
+        [campaign]
+        name = "one"
+        goal = "click"
+
+        [content]
+        pool = "articles"
+        items = 1
+
+        [[variants]]
+        name = "a"
+        subject = "A"
+        template = "digest"
+
+        [optimize]
+        exploration = 0.5
+    """)
+    spec = load_campaign(project.path / "campaigns/one.toml", project.path / "templates")
+    ruled_out = set(world.catalog.ids[::2])
+
+    class Eliminating(PopularityScorer):
+        def explorable(self, item_ids):  # type: ignore[no-untyped-def]
+            return np.array([str(i) not in ruled_out for i in item_ids])
+
+    monkeypatch.setattr(Policy, "scorer", lambda self, session: Eliminating())
+    with store.session() as session:
+        recipients = queries.all_recipients(session)
+        batch = Policy(spec, np.random.default_rng(0)).decide_batch(session, recipients, now, candidates=True)
+    ids = np.asarray(batch.features.items.ids)
+    decided = np.flatnonzero(batch.decided)
+    chosen = ids[batch.picks.items[decided, 0]]
+    best = ids[batch.scores[decided].argmax(axis=1)]
+    # an eliminated item goes out only where it is the recipient's best; exploration never picks one
+    assert all(item not in ruled_out or item == top for item, top in zip(chosen, best, strict=True))
+    assert len(set(chosen) - ruled_out) > 3  # exploration still spreads over the others
+    assert batch.picks.candidates is not None
+    assert np.allclose(batch.picks.candidates[decided, 0].sum(axis=1), 1.0)

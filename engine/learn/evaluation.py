@@ -62,7 +62,7 @@ def evaluate_campaign(store: Store, spec: CampaignSpec, scorer: ItemScorer, now:
     ids = [i.id for i in impressions.items]
     exploration = decayed_exploration(optimize.exploration, scorer.evidence, optimize.exploration_decay)
     target = slot_distribution(scorer.policy_scores(scores, ids), available, optimize.item_exploration,
-                               exploration, optimize.temperature)
+                               exploration, optimize.temperature, scorer.explorable(ids))
     logged_item = impressions.item[rows]
     rewards = impressions.positive[rows].astype(float)
     if isinstance(scorer, LightGBMRanker) and scorer.objective == "binary":

@@ -15,7 +15,9 @@ Everything is vectorized over recipients; the only loop is over the (few) slots.
 
 Exploration buys evidence; once there is plenty, the same share keeps paying for what is known.
 With ``[optimize] exploration_decay`` N, each choice (items, channel, variant, send hour) uses
-:func:`decayed_exploration` of the campaign's share, from the evidence behind that choice.
+:func:`decayed_exploration` of the campaign's share, from the evidence behind that choice. Items
+an item guard eliminated (proven worse than its default at the campaign's confidence, and better
+for no one) get no exploration at all (``explorable``).
 """
 
 from __future__ import annotations
@@ -37,24 +39,34 @@ class SlotPicks:
 
 
 def slot_distribution(scores: np.ndarray, available: np.ndarray, kind: str, exploration: float,
-                      temperature: float) -> np.ndarray:
-    """(recipients x items) probability of each item in the next slot; rows with nothing available are 0."""
+                      temperature: float, explorable: np.ndarray | None = None) -> np.ndarray:
+    """(recipients x items) probability of each item in the next slot; rows with nothing available are 0.
+
+    :param explorable: (items,) False for items exploration should not spend traffic on (an item
+        guard's eliminated items): they are picked only as a row's best item, and rows where no
+        available item is explorable explore over every available one.
+    """
     n_available = available.sum(axis=1)
     active = n_available > 0
+    best = np.where(available, scores, -np.inf).argmax(axis=1)
+    explore = available
+    if explorable is not None:
+        narrowed = available & explorable[None, :]
+        explore = np.where(narrowed.any(axis=1)[:, None], narrowed, available)
+        explore[np.arange(len(scores)), best] |= active
     if kind == "softmax":
-        masked = np.where(available, scores, np.nan)
+        masked = np.where(explore, scores, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nanmean(np.where(active[:, None], masked, 0.0), axis=1, keepdims=True)
             spread = np.nanstd(np.where(active[:, None], masked, 0.0), axis=1, keepdims=True)
         z = (scores - mean) / np.where(spread > 1e-12, spread, 1.0)
-        logits = np.where(available, z / temperature, -np.inf)
+        logits = np.where(explore, z / temperature, -np.inf)
         top = np.max(np.where(active[:, None], logits, 0.0), axis=1, keepdims=True)
-        weights = np.where(available, np.exp(logits - top), 0.0)
+        weights = np.where(explore, np.exp(logits - top), 0.0)
         total = weights.sum(axis=1, keepdims=True)
         return np.asarray(np.where(active[:, None], weights / np.where(total > 0, total, 1.0), 0.0))
-    best = np.where(available, scores, -np.inf).argmax(axis=1)
-    share = np.where(active, exploration / np.maximum(n_available, 1), 0.0)
-    distribution = np.where(available, share[:, None], 0.0)
+    share = np.where(active, exploration / np.maximum(explore.sum(axis=1), 1), 0.0)
+    distribution = np.where(explore, share[:, None], 0.0)
     distribution[np.arange(len(scores)), best] += (1.0 - exploration) * active
     return distribution
 
@@ -75,11 +87,13 @@ def draw(distribution: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind: str, exploration: float,
                temperature: float, topic_codes: np.ndarray | None = None, max_per_topic: int | None = None,
-               with_candidates: bool = False, eligible: np.ndarray | None = None) -> SlotPicks:
+               with_candidates: bool = False, eligible: np.ndarray | None = None,
+               explorable: np.ndarray | None = None) -> SlotPicks:
     """Fill ``slots`` slots for every row of ``scores`` (recipients x items).
 
     :param topic_codes: each item's topic, with ``max_per_topic`` the diversity cap per message.
     :param eligible: (recipients x items) items that may be picked at all (default: every item).
+    :param explorable: (items,) items exploration may spend traffic on (see :func:`slot_distribution`).
     """
     n, m = scores.shape
     k = min(slots, m)
@@ -90,7 +104,7 @@ def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind
     per_topic = np.zeros((n, int(topic_codes.max()) + 1 if topic_codes is not None and m else 1), dtype=np.int64)
     rows = np.arange(n)
     for slot in range(k):
-        distribution = slot_distribution(scores, available, kind, exploration, temperature)
+        distribution = slot_distribution(scores, available, kind, exploration, temperature, explorable)
         chosen = draw(distribution, rng)
         picked = chosen >= 0
         items[:, slot] = chosen
@@ -111,8 +125,3 @@ def decayed_exploration(exploration: float, evidence: float, decay: int | None) 
     if decay is None:
         return exploration
     return float(exploration * np.sqrt(decay / (decay + max(evidence, 0.0))))
-
-
-def first_slot_probabilities(scores: np.ndarray, kind: str, exploration: float, temperature: float) -> np.ndarray:
-    """(recipients x items) the policy's probability of each item in the first slot (for OPE)."""
-    return slot_distribution(scores, np.ones(scores.shape, dtype=bool), kind, exploration, temperature)

@@ -16,7 +16,11 @@ confidence:
 3. the default is the arm with the best mean pseudo-outcome;
 4. for each other arm, among candidate thresholds (quantiles of its positive predicted gains),
    the one whose total pseudo-outcome gain over the default has the highest lower confidence
-   bound is kept, if that bound is above zero; otherwise the arm is never chosen over the default.
+   bound is kept, if that bound is above zero; otherwise the arm is never chosen over the default;
+5. an arm that is never chosen and whose mean pseudo-outcome is below the default's at the same
+   confidence is *eliminated* (successive elimination): exploration stops spending messages on
+   it, since every one of them is expected to lose goal events. (Its logged history still
+   counts when the ranker and the guard are next trained on the window that holds it.)
 
 Gains are in the scorer's raw units (log-odds for the pointwise objective), so the thresholds
 apply to the final model's scores. The guard is stored with the ranker.
@@ -44,6 +48,7 @@ class ItemGuard:
     thresholds: Mapping[str, float]   # item id -> minimum raw-score gain over the default
     confidence: float
     estimates: Mapping[str, Mapping[str, float]]  # per other item: the best threshold's gain, bound, share
+    eliminated: tuple[str, ...] = ()  # items proven worse than the default and better for no one
 
     def apply(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """(recipients x items) scores where an item that does not clear its threshold ranks just
@@ -57,14 +62,19 @@ class ItemGuard:
         passing = (scores - default) >= threshold[None, :]
         return np.asarray(np.where(passing, scores, np.minimum(scores, default - 1e-6)))
 
+    def explorable(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """(items,) False for the eliminated items: exploration spends nothing on them."""
+        return np.array([str(i) not in self.eliminated for i in item_ids], dtype=bool)
+
     def to_json(self) -> dict[str, Any]:
         return {"default": self.default, "thresholds": dict(self.thresholds), "confidence": self.confidence,
-                "estimates": {k: dict(v) for k, v in self.estimates.items()}}
+                "estimates": {k: dict(v) for k, v in self.estimates.items()}, "eliminated": list(self.eliminated)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ItemGuard:
         return cls(str(data["default"]), {str(k): float(v) for k, v in data["thresholds"].items()},
-                   float(data["confidence"]), {str(k): dict(v) for k, v in data.get("estimates", {}).items()})
+                   float(data["confidence"]), {str(k): dict(v) for k, v in data.get("estimates", {}).items()},
+                   tuple(str(i) for i in data.get("eliminated", ())))
 
 
 def pseudo_outcomes(scores: np.ndarray, logged: np.ndarray, rewards: np.ndarray, propensity: np.ndarray
@@ -84,12 +94,17 @@ def choose_thresholds(scores: np.ndarray, outcomes: np.ndarray, item_ids: Sequen
     default = int(outcomes.mean(axis=0).argmax())
     thresholds: dict[str, float] = {}
     estimates: dict[str, dict[str, float]] = {}
+    eliminated: list[str] = []
     for item in range(scores.shape[1]):
         if item == default:
             continue
+        loss = outcomes[:, default] - outcomes[:, item]
+        worse_on_average = float(loss.mean()) - z * float(loss.std() / np.sqrt(len(loss))) > 0
         gain = scores[:, item] - scores[:, default]
         positive = gain[gain > 0]
         if len(positive) == 0:
+            if worse_on_average:
+                eliminated.append(str(item_ids[item]))
             continue
         best: tuple[float, float, float] | None = None
         for threshold in np.unique(np.quantile(positive, THRESHOLD_QUANTILES)):
@@ -102,7 +117,9 @@ def choose_thresholds(scores: np.ndarray, outcomes: np.ndarray, item_ids: Sequen
                                           "share": round(float((gain >= best[2]).mean()), 4)}
         if best[1] > 0:
             thresholds[str(item_ids[item])] = best[2]
-    return ItemGuard(str(item_ids[default]), thresholds, confidence, estimates)
+        elif worse_on_average:
+            eliminated.append(str(item_ids[item]))
+    return ItemGuard(str(item_ids[default]), thresholds, confidence, estimates, tuple(eliminated))
 
 
 def fit_guard(recipient: np.ndarray, logged: np.ndarray, rewards: np.ndarray, propensity: np.ndarray,

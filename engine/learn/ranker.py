@@ -54,6 +54,10 @@ class ItemScorer(ABC):
         (:mod:`engine.learn.guard`) keeps the default item where a deviation is not proven."""
         return scores
 
+    def explorable(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray | None:
+        """(items,) the items exploration may spend traffic on, or None for every item."""
+        return None
+
     def score_all(self, inputs: PairInputs) -> np.ndarray:
         """(recipients x items) scores of every pair, in chunks."""
         n, m = len(inputs.recipient_values), len(inputs.item_values)
@@ -132,6 +136,9 @@ class LightGBMRanker(ItemScorer):
 
     def policy_scores(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         return self.guard.apply(scores, item_ids) if self.guard is not None else scores
+
+    def explorable(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray | None:
+        return self.guard.explorable(item_ids) if self.guard is not None else None
 
     @property
     def evidence(self) -> float:

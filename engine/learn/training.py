@@ -181,6 +181,8 @@ def guard_note(guard: ItemGuard) -> str:
                    else "never (no gain proved positive)")
         parts.append(f"{item} {verdict}: best cut {e['share']:.1%} of the rows, gain {e['gain']:+.4f}, "
                      f"lower bound {e['lower_bound']:+.4f}")
+    if guard.eliminated:
+        parts.append(f"not explored (worse than {guard.default} on average): {', '.join(guard.eliminated)}")
     return "; ".join(parts)
 
 
