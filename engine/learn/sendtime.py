@@ -6,8 +6,11 @@ the recipient is most active in, estimated hierarchically so that a little histo
 decide alone:
 
 - the population's hour-of-day profile (opens and clicks of everyone, by local hour, +1 each);
-- each recipient's hour-of-day profile, smoothed toward the population's with
-  :data:`DAY_PRIOR` pseudo-events (a Dirichlet-multinomial posterior mean);
+- each recipient's hour-of-day profile, smoothed toward the population's with as many
+  pseudo-events as fit the log best (a Dirichlet-multinomial posterior mean whose concentration
+  is the empirical-Bayes estimate from the recipients with several events of their own: few
+  pseudo-events where people keep to their hours, many where they read whenever; :data:`DAY_PRIOR`
+  when too few recipients have several);
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
   over the seven days) with :data:`WEEK_PRIOR` pseudo-events;
 - every message is a trial: sent at local hour h, it is answered right after the send (an
@@ -48,7 +51,9 @@ from engine.spec.model import CampaignSpec, Schedule
 
 MODEL_VERSION = "hour-of-week-hierarchical-3"
 HISTORY_DAYS = 90
-DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile per recipient
+DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
+MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
+CONCENTRATIONS = np.geomspace(0.05, 200.0, 57)  # the candidates for it
 WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile per hour-of-week row
 PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
 SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
@@ -127,6 +132,33 @@ def answer_rates(activity: Activity) -> AnswerRates:
     return AnswerRates(prompted * scale, answered_later * scale)
 
 
+def _rising_logs(start: np.ndarray, limit: int) -> np.ndarray:
+    """(len(start) x limit + 1) log(x (x + 1) ... (x + c - 1)) = log Gamma(x + c) - log Gamma(x)
+    for each x of ``start`` and c = 0..limit."""
+    steps = np.log(start[:, None] + np.arange(limit)[None, :])
+    return np.asarray(np.hstack([np.zeros((len(start), 1)), np.cumsum(steps, axis=1)]))
+
+
+def profile_concentration(by_hour: np.ndarray, population: np.ndarray) -> float:
+    """How many pseudo-events of the ``population`` profile a recipient's own hour-of-day
+    profile is smoothed with: the one (of :data:`CONCENTRATIONS`) under which the hour counts of
+    the recipients with two or more events of their own are likeliest (Dirichlet-multinomial
+    marginal likelihood; a single event says nothing about it)."""
+    counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
+    if len(counts) < MIN_PROFILES:
+        return DAY_PRIOR
+    totals = counts.sum(axis=1)
+    limit = int(totals.max())
+    # How many recipients have each count at each hour, and each total: the likelihood is a sum
+    # over those few values rather than over recipients.
+    at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
+                          minlength=24 * (limit + 1)).reshape(24, limit + 1)
+    with_total = np.bincount(totals, minlength=limit + 1)
+    likelihood = [float((at_hour * _rising_logs(a * population, limit)).sum()
+                        - (with_total * _rising_logs(np.array([a]), limit)[0]).sum()) for a in CONCENTRATIONS]
+    return float(CONCENTRATIONS[int(np.argmax(likelihood))])
+
+
 def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
     """(recipients x 168) smoothed hour-of-week preference (where the recipient reads) from opens
     and clicks by local hour of week, and (given the log's sends) the evidence of each message's
@@ -135,7 +167,8 @@ def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None) 
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = by_hour.sum(axis=0) + 1.0
     population /= population.sum()
-    own_day = (by_hour + DAY_PRIOR * population) / (by_hour.sum(axis=1, keepdims=True) + DAY_PRIOR)
+    prior = profile_concentration(by_hour, population)
+    own_day = (by_hour + prior * population) / (by_hour.sum(axis=1, keepdims=True) + prior)
     if activity is not None and activity.sent.sum() > 0:
         prompted, later, silent = answer_rates(activity).by_distance(
             circular_distance(np.arange(24)[:, None], np.arange(24)[None, :]))   # (send hour h x own hour a)

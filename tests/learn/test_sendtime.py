@@ -11,6 +11,7 @@ import numpy as np
 from engine.features.attributes import AttributeEncoding
 from engine.features.events import EventColumns
 from engine.features.recipients import recipient_features, zone_offsets
+from engine.learn import sendtime
 from engine.learn.sendtime import (
     Activity,
     activity_by_hour_of_week,
@@ -18,6 +19,7 @@ from engine.learn.sendtime import (
     answer_rates,
     choose_send_times,
     hour_preferences,
+    profile_concentration,
 )
 from engine.spec.model import Schedule
 from engine.store import Event, Store
@@ -145,6 +147,23 @@ def test_an_answer_right_after_a_send_pins_the_hour_as_closely_as_the_log_shows(
                                         np.random.default_rng(0))
     assert local_hours(at, offsets)[-1] in (11, 12, 13) and probability[-1] == 1.0
     assert np.array_equal(local_hours(at, offsets)[:-1], own[:-1])
+
+
+def test_how_much_own_hours_say_is_learned_from_recipients_with_several() -> None:
+    """Readers who keep to one hour make one open decide their profile; readers who read at any
+    hour leave it close to everyone's; too few with several events keep the default."""
+    rng = np.random.default_rng(4)
+    population = np.full(24, 1 / 24)
+    keepers = np.zeros((400, 24))
+    keepers[np.arange(400), rng.integers(0, 24, 400)] = rng.integers(2, 6, 400)
+    anytime = np.zeros((400, 24))
+    np.add.at(anytime, (np.repeat(np.arange(400), 4), rng.integers(0, 24, 1600)), 1.0)
+    assert profile_concentration(keepers, population) < 0.5
+    assert profile_concentration(anytime, population) > 20
+    assert profile_concentration(keepers[:10], population) == sendtime.DAY_PRIOR
+    single = np.zeros((400, 24))
+    single[:, 5] = 1.0
+    assert profile_concentration(single, population) == sendtime.DAY_PRIOR  # one event each says nothing
 
 
 def test_a_large_audience_is_planned_in_chunks_with_the_same_times(tmp_path: Path, monkeypatch: Any) -> None:
