@@ -6,7 +6,8 @@ now). In order, for the whole batch at once:
 1. features: each recipient's from the event log up to now, each item's from the pool now;
 2. items: the campaign's promoted ranker scores every (recipient x item) pair (the popularity
    fallback when no model has been promoted yet), and :mod:`engine.learn.exploration` fills
-   the slots, logging each pick's probability given the earlier slots;
+   the slots, logging each pick's probability given the earlier slots (with the ranker's taste
+   segments, each later slot scored as if the items above it were not clicked);
 3. channel: the predicted engagement on each reachable channel, with exploration;
 4. variant: the bandit over the campaign's variants, from outcomes credited inside the goal
    window across all runs, behind the guardrail, or the stages of a staged test. With
@@ -37,7 +38,7 @@ from engine.features.pairs import FeatureSchema, PairInputs, pair_inputs
 from engine.features.recipients import BASE_NAMES, HORIZON_DAYS, RecipientFeatures, recipient_features
 from engine.learn.bandit import ArmOutcomes, Guardrail, StagedTest, mix_exploration, variant_policy
 from engine.learn.channel import choose_channels, predicted_rates
-from engine.learn.exploration import SlotPicks, decayed_exploration, fill_slots
+from engine.learn.exploration import SlotCascade, SlotPicks, decayed_exploration, fill_slots
 from engine.learn.models import promoted_ranker
 from engine.learn.outcomes import arm_outcomes, arm_outcomes_by_group
 from engine.learn.ranker import ItemScorer, PopularityScorer
@@ -291,12 +292,16 @@ class Policy:
         scores = scorer.policy_scores(scorer.score_all(features.inputs), features.items.ids)
         diversity = content.diversity
         decay = optimize.exploration_decay
+        inputs = features.inputs
+        segment_rates = inputs.segment_item_rates()
+        cascade = SlotCascade.of(inputs.segment_posterior, segment_rates) \
+            if segment_rates is not None and inputs.segment_posterior is not None else None
         picks = fill_slots(scores, content.items, self.rng, kind=optimize.item_exploration,
                            exploration=decayed_exploration(optimize.exploration, scorer.evidence, decay),
                            temperature=optimize.temperature,
                            topic_codes=features.items.topic_codes, with_candidates=candidates,
                            max_per_topic=diversity.max_per_value if diversity is not None else None,
-                           explorable=scorer.explorable(features.items.ids))
+                           explorable=scorer.explorable(features.items.ids), cascade=cascade)
         sent = float(features.recipients.values[:, BASE_NAMES.index("sent_90d")].sum()) if n else 0.0
         channel = choose_channels(predicted_rates(features.recipients, self.spec.channels), features.reachable,
                                   decayed_exploration(optimize.exploration, sent, decay), self.rng)

@@ -95,6 +95,15 @@ class PairInputs:
     clicked_pairs: np.ndarray
     segment_rate: np.ndarray | None = None   # (recipients x item topics + 1) from the segment posterior
     segment_lift: np.ndarray | None = None
+    segment_posterior: np.ndarray | None = None   # (recipients x segments)
+    segment_topic_rate: np.ndarray | None = None  # (segments x item topics + 1), NaN where not fit
+
+    def segment_item_rates(self) -> np.ndarray | None:
+        """(segments x items) each segment's click rate on each item's topic (NaN where the
+        segments were not fit on it), or None without segments."""
+        if self.segment_topic_rate is None:
+            return None
+        return np.asarray(self.segment_topic_rate[:, self.item_topic])
 
     @property
     def width(self) -> int:
@@ -125,20 +134,25 @@ def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: Ite
     declared = np.hstack([recipients.declared_topics, np.zeros((n, 1), dtype=bool)])
     in_log_topic = codes(list(items.topic_names), list(recipients.topics))
     item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes]
-    segment_rate, segment_lift = (segment_inputs(schema.segments, recipients)
-                                  if schema.segments is not None else (None, None))
+    segment_rate = segment_lift = posterior = topic_rate = None
+    if schema.segments is not None:
+        segment_rate, segment_lift, posterior, topic_rate = segment_inputs(schema.segments, recipients)
     return PairInputs(
         recipient_values=recipients.values, item_values=item_values.astype(np.float32), affinity=affinity,
         lift=affinity / np.maximum(overall, 1e-6), share=share, share_lift=share_lift, shown=shown,
         declared=declared, item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
         n_log_items=max(len(recipients.item_ids), 1), sent_pairs=recipients.sent_pairs,
         clicked_pairs=recipients.clicked_pairs, segment_rate=segment_rate, segment_lift=segment_lift,
+        segment_posterior=posterior, segment_topic_rate=topic_rate,
     )
 
 
-def segment_inputs(segments: TasteSegments, recipients: RecipientFeatures) -> tuple[np.ndarray, np.ndarray]:
+def segment_inputs(segments: TasteSegments, recipients: RecipientFeatures
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(recipients x log topics + 1) expected click rate per topic from the segment posterior, and
-    its lift over the topic's population rate; NaN for topics the segments were not fit on."""
+    its lift over the topic's population rate (NaN for topics the segments were not fit on); the
+    posterior itself (recipients x segments), and each segment's rate per log topic (segments x
+    log topics + 1, NaN likewise)."""
     n = len(recipients)
     column = codes(list(segments.topics), list(recipients.topics))
     impressions = np.zeros((n, len(segments.topics)))
@@ -150,16 +164,19 @@ def segment_inputs(segments: TasteSegments, recipients: RecipientFeatures) -> tu
     attribute_codes = np.column_stack(
         [recipients.values[:, names.index(f"recipient.{a}")].astype(np.float64) if f"recipient.{a}" in names
          else np.full(n, np.nan) for a in segments.attributes]) if segments.attributes else np.zeros((n, 0))
-    rates = segments.topic_rates(impressions, clicks, attribute_codes)
+    posterior = segments.posterior(impressions, clicks, attribute_codes)
+    rates = posterior @ segments.topic_rate
     lifts = rates / segments.population_rates()[None, :]
     # Into the recipient features' topic vocabulary, plus the column for unknown topics.
     back = codes(list(recipients.topics), list(segments.topics))
     rate = np.full((n, len(recipients.topics) + 1), np.nan)
     lift = np.full_like(rate, np.nan)
+    by_segment = np.full((len(segments), len(recipients.topics) + 1), np.nan)
     known = np.flatnonzero(back >= 0)
     rate[:, known] = rates[:, back[known]]
     lift[:, known] = lifts[:, back[known]]
-    return rate, lift
+    by_segment[:, known] = segments.topic_rate[:, back[known]]
+    return rate, lift, posterior, by_segment
 
 
 def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

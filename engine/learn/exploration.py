@@ -13,6 +13,15 @@ probabilities sum to 1 and the product over slots is the probability of the whol
 
 Everything is vectorized over recipients; the only loop is over the (few) slots.
 
+A message reaches its goal when *any* of its items does, and tastes are correlated: someone who
+does not click the first item of a topic will likely not click the second either. With the
+ranker's taste segments (:class:`SlotCascade`), each slot after the first is filled as if the
+items above it were not clicked (the only case in which it matters): the recipient's segment
+posterior is updated by those misses, and every remaining item's score moves by the log of its
+expected click rate under the updated posterior over that under the original one. That is the
+greedy choice for the chance of at least one click: a recipient sure of their tastes gets the
+same list as before, one between two segments gets items for each.
+
 Exploration buys evidence; once there is plenty, the same share keeps paying for what is known.
 With ``[optimize] exploration_decay`` N, each choice (items, channel, variant, send hour) uses
 :func:`decayed_exploration` of the campaign's share, from the evidence behind that choice. Items
@@ -36,6 +45,40 @@ class SlotPicks:
     items: np.ndarray          # (recipients x slots) item index, -1 for an empty slot
     probability: np.ndarray    # (recipients x slots) conditional probability of that pick
     candidates: np.ndarray | None  # (recipients x slots x items) every item's probability, if asked
+
+
+@dataclass(frozen=True)
+class SlotCascade:
+    """The taste segments behind a batch's scores (see the module docstring); build it with
+    :meth:`of`."""
+
+    posterior: np.ndarray    # (recipients x segments) P(segment | what the recipient did)
+    rate: np.ndarray         # (segments x items) click rate of each item in each segment (0: unknown)
+    known: np.ndarray        # (items,) whether the segments know the item's topic
+    log_expected: np.ndarray  # (recipients x items) log expected rate under ``posterior``
+
+    @classmethod
+    def of(cls, posterior: np.ndarray, rate: np.ndarray) -> SlotCascade:
+        """:param rate: (segments x items), NaN for items of topics the segments were not fit on."""
+        known = np.isfinite(rate).all(axis=0)
+        rate = np.where(known[None, :], rate, 0.0)
+        with np.errstate(divide="ignore"):
+            log_expected = np.log(posterior @ rate)
+        return cls(posterior, rate, known, log_expected)
+
+    def adjustment(self, weights: np.ndarray) -> np.ndarray:
+        """(recipients x items) the change of each item's log expected rate from the original
+        posterior to ``weights`` (0 for items of topics the segments do not know)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = np.log(weights @ self.rate) - self.log_expected
+        return np.asarray(np.where(self.known[None, :] & np.isfinite(change), change, 0.0))
+
+    def missed(self, weights: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """The posterior after each recipient did not click their ``chosen`` item (-1: none)."""
+        rate = np.where(chosen[:, None] >= 0, self.rate[:, chosen.clip(0)].T, 0.0)
+        updated = weights * (1.0 - rate)
+        total = updated.sum(axis=1, keepdims=True)
+        return np.asarray(np.where(total > 0, updated / np.where(total > 0, total, 1.0), weights))
 
 
 def slot_distribution(scores: np.ndarray, available: np.ndarray, kind: str, exploration: float,
@@ -88,12 +131,14 @@ def draw(distribution: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind: str, exploration: float,
                temperature: float, topic_codes: np.ndarray | None = None, max_per_topic: int | None = None,
                with_candidates: bool = False, eligible: np.ndarray | None = None,
-               explorable: np.ndarray | None = None) -> SlotPicks:
+               explorable: np.ndarray | None = None, cascade: SlotCascade | None = None) -> SlotPicks:
     """Fill ``slots`` slots for every row of ``scores`` (recipients x items).
 
     :param topic_codes: each item's topic, with ``max_per_topic`` the diversity cap per message.
     :param eligible: (recipients x items) items that may be picked at all (default: every item).
     :param explorable: (items,) items exploration may spend traffic on (see :func:`slot_distribution`).
+    :param cascade: the taste segments behind ``scores``: later slots are scored as if the
+        earlier ones were not clicked.
     """
     n, m = scores.shape
     k = min(slots, m)
@@ -103,8 +148,12 @@ def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind
     candidates = np.zeros((n, k, m)) if with_candidates else None
     per_topic = np.zeros((n, int(topic_codes.max()) + 1 if topic_codes is not None and m else 1), dtype=np.int64)
     rows = np.arange(n)
+    weights = cascade.posterior if cascade is not None else None
     for slot in range(k):
-        distribution = slot_distribution(scores, available, kind, exploration, temperature, explorable)
+        slot_scores = scores
+        if cascade is not None and weights is not None and slot > 0:
+            slot_scores = scores + cascade.adjustment(weights)
+        distribution = slot_distribution(slot_scores, available, kind, exploration, temperature, explorable)
         chosen = draw(distribution, rng)
         picked = chosen >= 0
         items[:, slot] = chosen
@@ -115,6 +164,8 @@ def fill_slots(scores: np.ndarray, slots: int, rng: np.random.Generator, *, kind
         if topic_codes is not None and max_per_topic is not None:
             per_topic[rows[picked], topic_codes[chosen[picked]]] += 1
             available &= per_topic[:, topic_codes] < max_per_topic
+        if cascade is not None and weights is not None:
+            weights = cascade.missed(weights, chosen)
     return SlotPicks(items, probability, candidates)
 
 

@@ -6,27 +6,31 @@ the recipient is most active in, estimated hierarchically so that a little histo
 decide alone:
 
 - the population's hour-of-day profile (opens and clicks of everyone, by local hour, +1 each);
-- each recipient's hour-of-day profile, smoothed toward the population's with
-  :data:`DAY_PRIOR` pseudo-events (a Dirichlet-multinomial posterior mean);
+- each recipient's hour-of-day profile, smoothed toward the population's with as many
+  pseudo-events as fit the log best (a Dirichlet-multinomial posterior mean whose concentration
+  is the empirical-Bayes estimate from the recipients with several events of their own: few
+  pseudo-events where people keep to their hours, many where they read whenever; :data:`DAY_PRIOR`
+  when too few recipients have several);
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
   over the seven days) with :data:`WEEK_PRIOR` pseudo-events;
-- every message is a trial: sent at local hour h, it is answered (an open or a click before the
-  next message) with a rate that falls with the distance between h and the recipient's own
-  hour. That rate by distance is learned from the log (the messages of everyone with some
-  activity, by distance from their most active hour), and each message multiplies the
-  hour-of-day profile at hour a by rate(distance(h, a)) if it was answered and by
-  1 - rate(distance(h, a)) if not: someone who never answers is tried at other hours than the
-  ones that failed, and someone who answered at h is tried around h until the best neighbour
-  shows. Opens within :data:`PROMPTED_SECONDS` of a send were prompted by it: they count as that
-  message's answer, not as activity at their hour (which would keep the send hour that found
-  them an hour off their own forever).
+- every message is a trial: sent at local hour h, it is answered right after the send (an
+  open or a click within :data:`PROMPTED_SECONDS`: it was *prompted*), answered later (on the
+  recipient's own time, before their next message) or not at all, with rates that depend on the
+  distance between h and the recipient's own hour. Those rates by distance are learned from the
+  log (the messages of everyone with some activity of their own, by distance from their most
+  active hour), and each message multiplies the hour-of-day profile at hour a by the rate of
+  what happened to it at distance(h, a): someone who never answers is tried at other hours than
+  the ones that failed, and an answer right after a send at h says the recipient reads around h
+  (as closely as the log shows prompted answers to be near the reader's own hour). Prompted
+  opens count as their message's answer, not as activity at their hour (which would keep the
+  send hour that found them an hour off their own forever).
 
-Only hours inside the window and outside quiet hours are candidates. With ``exploration`` e,
-candidates are drawn by probability matching: P(hour) proportional to its preference raised to
-:data:`SHARPNESS`, so a recipient with clear history almost always gets their hour while one
-with none is spread over the hours people are usually active in (and so teaches us theirs);
-then e of the probability is spread evenly over every candidate. The probability is logged. A staged
-test's held-back share is planned from ``start`` (``now`` + the wait) instead of ``now``.
+Only hours inside the window and outside quiet hours are candidates; the one the recipient most
+likely reads at is chosen, and with ``exploration`` e, e of the probability is spread evenly over
+every candidate. (An answer at any hour shows the recipient's own hour — right after the send,
+or later at their hour — so the hour most likely to be answered is also the one that teaches the
+most; the exploration share keeps every hour's rate measured.) The probability is logged. A
+staged test's held-back share is planned from ``start`` (``now`` + the wait) instead of ``now``.
 
 Vectorized per time zone (few); the UTC offset of a zone is taken at ``now``.
 """
@@ -45,13 +49,14 @@ from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_wee
 from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-2"
+MODEL_VERSION = "hour-of-week-hierarchical-3"
 HISTORY_DAYS = 90
-DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile per recipient
+DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
+MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
+CONCENTRATIONS = np.geomspace(0.05, 200.0, 57)  # the candidates for it
 WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile per hour-of-week row
 PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
-SILENCE_PRIOR = 20.0  # pseudo-messages at the overall engagement rate per distance of the silence rates
-SHARPNESS = 4.0    # exponent of probability matching: higher exploits the estimated best hour more
+SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
 
 
 @dataclass(frozen=True)
@@ -87,34 +92,91 @@ def circular_distance(hours: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.asarray(np.abs((hours - other + 12) % 24 - 12))
 
 
-def silence_rates(activity: Activity) -> np.ndarray:
-    """(25,) engagement rate of a message by its distance in hours from its recipient's most active
-    hour of the day (index 24: the rate of any message), from everyone with some activity."""
+@dataclass(frozen=True)
+class AnswerRates:
+    """How often a message is answered, by the distance in hours (0..12) between its send hour
+    and its recipient's most active hour of the day; index 13 is the rate of any message."""
+
+    prompted: np.ndarray   # (14,) answered right after the send
+    later: np.ndarray      # (14,) answered later, on the recipient's own time
+
+    @property
+    def answered(self) -> np.ndarray:
+        return np.asarray(self.prompted + self.later)
+
+    def by_distance(self, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prompted, later, silent) rates at each of the hour ``distance``s (0..12)."""
+        prompted, later = self.prompted[distance], self.later[distance]
+        return prompted, later, np.asarray(np.clip(1.0 - prompted - later, 0.01, 1.0))
+
+
+def answer_rates(activity: Activity) -> AnswerRates:
+    """The prompted and later answer rates by distance, from everyone with activity of their own
+    (whose most active hour is known), each smoothed toward its overall rate."""
     by_hour = activity.week_counts.reshape(len(activity.week_counts), 7, 24).sum(axis=1)
     active = by_hour.sum(axis=1) > 0
-    overall = (activity.answered.sum() + 1.0) / (activity.sent.sum() + 2.0)
     mode = by_hour[active].argmax(axis=1)
-    distance = circular_distance(np.arange(24)[None, :], mode[:, None])
-    sent = np.bincount(distance.ravel(), weights=activity.sent[active].ravel(), minlength=13)
-    answered = np.bincount(distance.ravel(), weights=activity.answered[active].ravel(), minlength=13)
-    rate = (answered + SILENCE_PRIOR * overall) / (sent + SILENCE_PRIOR)
-    return np.asarray(np.r_[np.clip(rate, 0.0, 0.95), overall])
+    distance = circular_distance(np.arange(24)[None, :], mode[:, None]).ravel()
+    sent = np.bincount(distance, weights=activity.sent[active].ravel(), minlength=13)
+    total = activity.sent.sum() + 2.0
+
+    def rate(counts: np.ndarray) -> np.ndarray:
+        overall = (counts.sum() + 1.0) / total
+        by_distance = np.bincount(distance, weights=counts[active].ravel(), minlength=13)
+        return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall) / (sent + SILENCE_PRIOR), overall])
+
+    later = np.maximum(activity.answered - activity.prompted, 0.0)
+    prompted, answered_later = rate(activity.prompted), rate(later)
+    # Together they are a probability: scale both down where their sum would reach 0.95.
+    scale = np.minimum(1.0, 0.95 / np.maximum(prompted + answered_later, 1e-12))
+    return AnswerRates(prompted * scale, answered_later * scale)
+
+
+def _rising_logs(start: np.ndarray, limit: int) -> np.ndarray:
+    """(len(start) x limit + 1) log(x (x + 1) ... (x + c - 1)) = log Gamma(x + c) - log Gamma(x)
+    for each x of ``start`` and c = 0..limit."""
+    steps = np.log(start[:, None] + np.arange(limit)[None, :])
+    return np.asarray(np.hstack([np.zeros((len(start), 1)), np.cumsum(steps, axis=1)]))
+
+
+def profile_concentration(by_hour: np.ndarray, population: np.ndarray) -> float:
+    """How many pseudo-events of the ``population`` profile a recipient's own hour-of-day
+    profile is smoothed with: the one (of :data:`CONCENTRATIONS`) under which the hour counts of
+    the recipients with two or more events of their own are likeliest (Dirichlet-multinomial
+    marginal likelihood; a single event says nothing about it)."""
+    counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
+    if len(counts) < MIN_PROFILES:
+        return DAY_PRIOR
+    totals = counts.sum(axis=1)
+    limit = int(totals.max())
+    # How many recipients have each count at each hour, and each total: the likelihood is a sum
+    # over those few values rather than over recipients.
+    at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
+                          minlength=24 * (limit + 1)).reshape(24, limit + 1)
+    with_total = np.bincount(totals, minlength=limit + 1)
+    likelihood = [float((at_hour * _rising_logs(a * population, limit)).sum()
+                        - (with_total * _rising_logs(np.array([a]), limit)[0]).sum()) for a in CONCENTRATIONS]
+    return float(CONCENTRATIONS[int(np.argmax(likelihood))])
 
 
 def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
-    """(recipients x 168) smoothed hour-of-week preference from opens and clicks by local hour of
-    week, and (given the log's sends) the evidence of unanswered messages."""
+    """(recipients x 168) smoothed hour-of-week preference (where the recipient reads) from opens
+    and clicks by local hour of week, and (given the log's sends) the evidence of each message's
+    answer: none, right after the send, or later."""
     n = len(week_counts)
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = by_hour.sum(axis=0) + 1.0
     population /= population.sum()
-    own_day = (by_hour + DAY_PRIOR * population) / (by_hour.sum(axis=1, keepdims=True) + DAY_PRIOR)
+    prior = profile_concentration(by_hour, population)
+    own_day = (by_hour + prior * population) / (by_hour.sum(axis=1, keepdims=True) + prior)
     if activity is not None and activity.sent.sum() > 0:
-        rate = silence_rates(activity)
-        # log P(silence at h | active hour a) = log(1 - rate(distance(h, a))), summed over silent sends.
-        distance = circular_distance(np.arange(24)[:, None], np.arange(24)[None, :])   # (h x a)
-        silent = np.maximum(activity.sent - activity.answered, 0.0)
-        log_likelihood = silent @ np.log1p(-rate[distance]) + activity.prompted @ np.log(rate[distance])
+        prompted, later, silent = answer_rates(activity).by_distance(
+            circular_distance(np.arange(24)[:, None], np.arange(24)[None, :]))   # (send hour h x own hour a)
+        # log P(what happened to the messages | own hour a), summed over the recipient's messages.
+        silences = np.maximum(activity.sent - activity.answered, 0.0)
+        answered_later = np.maximum(activity.answered - activity.prompted, 0.0)
+        log_likelihood = (silences @ np.log(silent) + activity.prompted @ np.log(prompted)
+                          + answered_later @ np.log(later))
         own_day = own_day * np.exp(log_likelihood - log_likelihood.max(axis=1, keepdims=True))
         own_day /= own_day.sum(axis=1, keepdims=True)
     prior_week = np.tile(own_day, 7) / 7.0
@@ -162,7 +224,8 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
                       exploration: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(epoch seconds, probability) per recipient: the send instant at or after ``start``.
 
-    :param preference: (recipients x 168) hour-of-week preference, or None for ``fixed``.
+    :param preference: (recipients x 168) hour-of-week preference (the best allowed hour is
+        chosen, with ``exploration``), or None for ``fixed``.
     :param offsets: each recipient's UTC offset in seconds.
     """
     n = len(offsets)
@@ -185,11 +248,11 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
         probability = np.ones(n)
     else:
         week_hour = ((hour_start // 3600).astype(np.int64) + 72) % HOURS_OF_WEEK
-        value = np.where(has_minute, np.take_along_axis(preference, week_hour, axis=1), 0.0)
-        weights = np.power(value / np.maximum(value.max(axis=1, keepdims=True), 1e-12), SHARPNESS)
+        value = np.where(has_minute, np.take_along_axis(preference, week_hour, axis=1), -np.inf)
         count = np.maximum(has_minute.sum(axis=1, keepdims=True), 1)
-        matched = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-        distribution = (1.0 - exploration) * matched + exploration * has_minute / count
+        best = np.zeros((n, 24))
+        best[np.arange(n), value.argmax(axis=1)] = 1.0
+        distribution = (1.0 - exploration) * best + exploration * has_minute / count
         cumulative = np.cumsum(distribution, axis=1)
         u = rng.random(n) * cumulative[:, -1]
         chosen = np.minimum((cumulative <= u[:, None]).sum(axis=1), 23)
@@ -255,5 +318,6 @@ def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids
                            exploration_decay=spec.optimize.exploration_decay)
 
 
-__all__ = ["Activity", "SendTime", "allowed_minutes", "choose_send_times", "hour_preferences",
+__all__ = ["Activity", "AnswerRates", "SendTime", "allowed_minutes", "answer_rates", "choose_send_times",
+           "hour_preferences",
            "plan_campaign_send_times", "plan_send_times"]

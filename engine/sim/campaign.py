@@ -1,11 +1,13 @@
 """Simulated weeks of a recurring campaign: Kairos deciding and learning, or a baseline sending.
 
 Kairos runs its real loop against a store: each week it retrains the ranker from the event log
-(``kairos train``), builds the audience, plans send times, decides items, channel and variant
-for everyone at the run's start, and the simulated audience answers; the answers go into the
-store, so next week's features, ranker and bandit learn from them. (Deciding everyone at the
-run's start rather than at each send instant is the one shortcut: content does not change
-within a simulated day.) Unsubscribes are suppressed, as the tracking server would.
+(``kairos train``), builds the audience and plans send times at the run's start; then, as the
+pump does, it decides items, channel and variant when messages fall due — hour by hour of send
+time, each hour's messages decided at their first send instant from the events before it — and
+the simulated audience answers. The answers go into the store at once, with their own (later)
+timestamps: every reader takes only events before its ``now``, so the evening's decisions see the
+morning's answers (the bandit's posteriors move within the run), and next week's features, ranker
+and bandit learn from all of them. Unsubscribes are suppressed, as the tracking server would.
 
 A week's goal rate is the share of messages followed by at least one click; ``expected`` is
 the same from the hidden probabilities (less noisy), ``realized`` from the simulated answers.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from engine.sim.respond import Sends, SimEvents, World, expected_goal_rate, resp
 from engine.sim.seed import write_events
 from engine.spec.model import CampaignSpec
 from engine.store import Store, queries
+from engine.store.queries import RecipientRow
 
 
 @dataclass(frozen=True)
@@ -112,25 +115,48 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
             members = [m.recipient for m in build_audience(session, spec, day) if m.status == "send"]
             times = plan_campaign_send_times(session, spec, [r.id for r in members], [r.timezone for r in members],
                                              day, rng)
-            batch = Policy(spec, rng).decide_batch(session, members, day)
             session.rollback()
-        decided = np.flatnonzero(batch.decided)
-        table_items = np.array([item_index[str(i)] for i in batch.features.items.ids])
-        slots = batch.picks.items[decided]
-        sends = Sends(
-            recipient=np.array([person[batch.features.recipient_ids[r]] for r in decided], dtype=int),
-            items=np.where(slots >= 0, table_items[slots.clip(0)], -1),
-            at=np.array([times[r].at.timestamp() for r in decided]),
-            channel=np.array([CHANNELS.index(spec.channels[c]) for c in batch.channel[decided]], dtype=int),
-            variant=batch.variant[decided], propensity=batch.picks.probability[decided])
-        events, outcome = _answer(world, sends, recent, rng, spec.name, variants, f"{spec.name}-{number}")
-        write_events(store, events)
-        with store.session() as session:
-            for recipient_id, kind in zip(events.columns["recipient_id"], events.columns["type"], strict=True):
-                if kind == "unsubscribe":
-                    queries.add_suppression(session, reason="unsubscribe", recipient_id=str(recipient_id))
-        weeks.append(WeekOutcome(outcome.messages, outcome.expected_goals, outcome.realized_goals,
-                                 outcome.unsubscribes, report))
+        policy = Policy(spec, rng)
+        due = np.array([t.at.timestamp() for t in times])
+        hour = np.floor(due / 3600.0)
+        answered: list[WeekOutcome] = []
+        sent_to: list[np.ndarray] = []
+        for batch_hour in np.unique(hour):
+            batch = np.flatnonzero(hour == batch_hour)
+            now = datetime.fromtimestamp(float(due[batch].min()), UTC)
+            sends = _decide(store, policy, spec, [members[r] for r in batch], due[batch], now, person, item_index)
+            if sends is None:
+                continue
+            events, outcome = _answer(world, sends, recent, rng, spec.name, variants, f"{spec.name}-{number}")
+            write_events(store, events)
+            with store.session() as session:
+                for recipient_id, kind in zip(events.columns["recipient_id"], events.columns["type"], strict=True):
+                    if kind == "unsubscribe":
+                        queries.add_suppression(session, reason="unsubscribe", recipient_id=str(recipient_id))
+            answered.append(outcome)
+            sent_to.append(sends.recipient)
+        weeks.append(WeekOutcome(sum(w.messages for w in answered), sum(w.expected_goals for w in answered),
+                                 sum(w.realized_goals for w in answered), sum(w.unsubscribes for w in answered),
+                                 report))
         recent[:] = 0
-        recent[sends.recipient] = 1
+        recent[np.concatenate(sent_to) if sent_to else np.zeros(0, dtype=int)] = 1
     return weeks
+
+
+def _decide(store: Store, policy: Policy, spec: CampaignSpec, members: list[RecipientRow], due: np.ndarray,
+            now: datetime, person: dict[str, int], item_index: dict[str, int]) -> Sends | None:
+    """Decide for ``members`` at ``now`` (their messages go out at ``due``), as the pump would."""
+    with store.session() as session:
+        batch = policy.decide_batch(session, members, now)
+        session.rollback()
+    decided = np.flatnonzero(batch.decided)
+    if len(decided) == 0:
+        return None
+    table_items = np.array([item_index[str(i)] for i in batch.features.items.ids])
+    slots = batch.picks.items[decided]
+    return Sends(
+        recipient=np.array([person[batch.features.recipient_ids[r]] for r in decided], dtype=int),
+        items=np.where(slots >= 0, table_items[slots.clip(0)], -1),
+        at=due[decided],
+        channel=np.array([CHANNELS.index(spec.channels[c]) for c in batch.channel[decided]], dtype=int),
+        variant=batch.variant[decided], propensity=batch.picks.probability[decided])

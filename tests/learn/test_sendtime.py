@@ -11,7 +11,16 @@ import numpy as np
 from engine.features.attributes import AttributeEncoding
 from engine.features.events import EventColumns
 from engine.features.recipients import recipient_features, zone_offsets
-from engine.learn.sendtime import activity_by_hour_of_week, allowed_minutes, choose_send_times, hour_preferences
+from engine.learn import sendtime
+from engine.learn.sendtime import (
+    Activity,
+    activity_by_hour_of_week,
+    allowed_minutes,
+    answer_rates,
+    choose_send_times,
+    hour_preferences,
+    profile_concentration,
+)
 from engine.spec.model import Schedule
 from engine.store import Event, Store
 from tests.learn.simworld import small_world
@@ -104,6 +113,57 @@ def test_unanswered_sends_move_the_hour_and_prompted_opens_are_not_activity(tmp_
     # and two unanswered 19:00 sends make 19:00, everyone's hour, unlikely to be r2's.
     assert day[1, 12] > 1.5 * without[1, 12]
     assert without[2].argmax() == 19 and day[2, 19] < 0.2 * without[2, 19] and day[2].argmax() != 19
+
+
+def test_an_answer_right_after_a_send_pins_the_hour_as_closely_as_the_log_shows() -> None:
+    """Everyone else reads at 08:00 or 19:00 and answers a send within an hour of their own hour at
+    once, one 2 to 5 hours away later on their own time, and no other; the last recipient never
+    read on their own but answered two 12:00 sends at once and left a 19:00 one unanswered."""
+    n = 301
+    own = np.r_[np.where(np.arange(n - 1) % 2 == 0, 8, 19), -1]
+    week_counts = np.zeros((n, 168))
+    week_counts[np.arange(n - 1), own[:-1]] = 1.0   # one own open each, on Monday
+    hours = np.arange(24)
+    distance = np.abs((hours[None, :] - own[:-1, None] + 12) % 24 - 12)
+    sent = np.zeros((n, 24))
+    sent[:-1, 7:22] = 1.0
+    prompted = np.where(distance <= 1, sent[:-1], 0.0)
+    later = np.where((distance >= 2) & (distance <= 5), sent[:-1], 0.0)
+    answered = np.vstack([prompted + later, np.zeros(24)])
+    prompted = np.vstack([prompted, np.zeros(24)])
+    sent[-1, 12], sent[-1, 19] = 2.0, 1.0
+    answered[-1, 12] = prompted[-1, 12] = 2.0
+    activity = Activity(week_counts, sent, answered, prompted)
+    rates = answer_rates(activity)
+    assert rates.prompted[:2].min() > 0.8 and rates.prompted[2:13].max() < 0.05
+    assert rates.later[2:6].min() > 0.8 and rates.later[:2].max() < 0.05
+    day = hour_preferences(week_counts, activity).reshape(n, 7, 24).sum(axis=1)
+    # Everyone's hours are 08:00 and 19:00, but prompted answers only come from an hour away at most.
+    assert day[-1, 11:14].sum() > 0.9 and day[-1].argmax() in (11, 12, 13)
+    offsets = np.zeros(n)
+    at, probability = choose_send_times(hour_preferences(week_counts, activity), offsets,
+                                        Schedule(window=(7 * 60, 22 * 60), send_time="optimize"),
+                                        datetime(2026, 11, 2, 5, tzinfo=UTC).timestamp(), 0.0,
+                                        np.random.default_rng(0))
+    assert local_hours(at, offsets)[-1] in (11, 12, 13) and probability[-1] == 1.0
+    assert np.array_equal(local_hours(at, offsets)[:-1], own[:-1])
+
+
+def test_how_much_own_hours_say_is_learned_from_recipients_with_several() -> None:
+    """Readers who keep to one hour make one open decide their profile; readers who read at any
+    hour leave it close to everyone's; too few with several events keep the default."""
+    rng = np.random.default_rng(4)
+    population = np.full(24, 1 / 24)
+    keepers = np.zeros((400, 24))
+    keepers[np.arange(400), rng.integers(0, 24, 400)] = rng.integers(2, 6, 400)
+    anytime = np.zeros((400, 24))
+    np.add.at(anytime, (np.repeat(np.arange(400), 4), rng.integers(0, 24, 1600)), 1.0)
+    assert profile_concentration(keepers, population) < 0.5
+    assert profile_concentration(anytime, population) > 20
+    assert profile_concentration(keepers[:10], population) == sendtime.DAY_PRIOR
+    single = np.zeros((400, 24))
+    single[:, 5] = 1.0
+    assert profile_concentration(single, population) == sendtime.DAY_PRIOR  # one event each says nothing
 
 
 def test_a_large_audience_is_planned_in_chunks_with_the_same_times(tmp_path: Path, monkeypatch: Any) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
+from engine.decide import Policy
 from engine.sim import seed_store
 from engine.sim.baselines import blast, history_stats, oracle, segment_rule
 from engine.sim.campaign import run_baseline, run_kairos, summary
@@ -15,6 +18,33 @@ from engine.sim.respond import respond, uniform_sends
 from engine.spec import load_campaign
 from engine.store import Store
 from tests.learn.simworld import small_world
+
+WEEKLY = """
+[campaign]
+name = "weekly"
+goal = "click"
+
+[schedule]
+window = ["07:00", "22:00"]
+send_time = "optimize"
+
+[content]
+pool = "articles"
+items = 3
+
+[[variants]]
+name = "a"
+subject = "A"
+template = "t"
+
+[[variants]]
+name = "b"
+subject = "B"
+template = "t"
+
+[optimize]
+exploration = 0.05
+"""
 
 
 def test_answers_follow_the_funnel_and_come_after_the_send() -> None:
@@ -58,32 +88,7 @@ def test_kairos_learns_in_the_loop_and_beats_the_blast(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "t.txt").write_text("x")
-    (tmp_path / "c.toml").write_text("""
-[campaign]
-name = "weekly"
-goal = "click"
-
-[schedule]
-window = ["07:00", "22:00"]
-send_time = "optimize"
-
-[content]
-pool = "articles"
-items = 3
-
-[[variants]]
-name = "a"
-subject = "A"
-template = "t"
-
-[[variants]]
-name = "b"
-subject = "B"
-template = "t"
-
-[optimize]
-exploration = 0.05
-""")
+    (tmp_path / "c.toml").write_text(WEEKLY)
     spec = load_campaign(tmp_path / "c.toml", templates)
     days = [world.start + timedelta(days=7 * w) for w in range(2)]
     from engine.learn.ranker import TrainingParams
@@ -93,3 +98,34 @@ exploration = 0.05
                            campaign="b", variants=("a", "b"))
     assert kairos[0].training is not None and kairos[0].training.promoted
     assert summary(kairos)["goal_rate_expected"] > 2.0 * summary(blasted)["goal_rate_expected"]
+
+
+def test_kairos_decides_hour_by_hour_from_the_events_before_each_hour(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the pump does: each hour's messages are decided at their first send instant, and the
+    bandit then counts exactly the messages sent before it (the earlier hours'), never later ones."""
+    world = small_world(size=600, weeks=4, seed=4)
+    store = Store.open(f"sqlite:///{tmp_path / 'sim.db'}")
+    seed_store(store, world.population, [world.catalog], world.history, world.start)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "t.txt").write_text("x")
+    (tmp_path / "c.toml").write_text(WEEKLY)
+    spec = load_campaign(tmp_path / "c.toml", templates)
+    calls: list[tuple[float, int, float]] = []
+    decide_batch = Policy.decide_batch
+
+    def recorded(self: Policy, session: Any, recipients: Any, now: Any, **kwargs: Any) -> Any:
+        outcomes, _ = self.arm_outcomes(session, now)
+        calls.append((now.timestamp(), len(recipients), float(outcomes.sends.sum())))
+        return decide_batch(self, session, recipients, now, **kwargs)
+
+    monkeypatch.setattr(Policy, "decide_batch", recorded)
+    weeks = run_kairos(store, spec, world.world, [world.start], np.random.default_rng(2), train=False)
+    times = [t for t, _, _ in calls]
+    assert len(calls) > 5 and times == sorted(times) and len({int(t // 3600) for t in times}) == len(calls)
+    assert all(t >= world.start.timestamp() for t in times)
+    sent_before = np.cumsum([0] + [n for _, n, _ in calls[:-1]])
+    # Every recipient of the audience is reachable by email here, so each batch's recipients were sent to.
+    assert [sends for _, _, sends in calls] == sent_before.tolist()
+    assert weeks[0].messages == sum(n for _, n, _ in calls)
