@@ -182,9 +182,9 @@ class ExperimentGroups:
     def within(self, group: str, overall: ArmOutcomes) -> ArmOutcomes:
         """The group's counts plus :data:`GROUP_PRIOR_SENDS` pseudo-sends at the campaign's rates."""
         own = self.outcomes.get(group, ArmOutcomes.empty(len(overall.sends)))
-        rate = (overall.successes + 1.0) / (overall.sends + 2.0)
+        rate = (overall.successes + 1.0) / (overall.goal_trials + 2.0)
         return ArmOutcomes(own.sends + GROUP_PRIOR_SENDS, own.successes + GROUP_PRIOR_SENDS * rate,
-                           own.unsubscribes, own.complaints)
+                           own.unsubscribes, own.complaints, own.goal_trials + GROUP_PRIOR_SENDS)
 
 
 class Policy:
@@ -269,7 +269,7 @@ class Policy:
         allowed = ~allowed
         policy = StagedTest(exploiting) if self.spec.optimize.staged is not None else self.variants
         counts = within if within is not None else outcomes
-        inner = policy.probabilities(counts.sends[allowed], counts.successes[allowed], self.rng)
+        inner = policy.probabilities(counts.goal_trials[allowed], counts.successes[allowed], self.rng)
         distribution = np.zeros(len(names))
         distribution[allowed] = inner
         optimize = self.spec.optimize

@@ -5,6 +5,14 @@ posteriors over) is a trial of its variant. A goal event, unsubscribe or complai
 to the recipient's latest message of the campaign before it (last touch), if it came inside the
 window: ``goal_window`` for the goal, at least seven days for unsubscribes and complaints.
 Events naming another campaign are not credited. Recomputed as events arrive.
+
+Delayed feedback: a message sent an hour ago has had little chance to reach a 48-hour goal yet,
+and counting it as a failure biases the bandit against whichever variant sent most recently
+(the one it favours). So for the goal each message is a *fraction* of a trial: 1 once its goal
+arrived or its window has passed, else the share of goals that arrive within its age, from the
+campaign's own delays between a message and its goal (those of messages whose window has
+passed, when at least :data:`MIN_DELAYS` of them exist, else all observed ones). With fewer than
+:data:`MIN_DELAYS` goals so far there is no such curve, and every message counts whole.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from engine.store.campaign_columns import read_campaign_responses, read_campaign
 
 GUARDRAIL_WINDOW = timedelta(days=7)
 ALL = "(all)"  # the key of the campaign-wide outcomes among the groups'
+MIN_DELAYS = 30
 
 
 def arm_outcomes(session: Session, campaign: str, variants: Sequence[str], goal_event: str,
@@ -48,6 +57,7 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
     send_who = codes(sends.recipient_id, people)
     arm = codes(sends.variant, list(variants))
     reached = []
+    trial = np.ones(len(sends.ts))
     for kind in kinds:
         chosen = (responses.type == kind) & (responses.ts < now.timestamp())
         who = codes(responses.recipient_id[chosen], people)
@@ -56,12 +66,37 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
         hit = np.zeros(len(sends.ts), dtype=bool)
         hit[credited[credited >= 0]] = True
         reached.append(hit)
+        if kind == goal_event:
+            trial = goal_trial_weights(sends.ts, hit, credited, responses.ts[chosen], window.total_seconds(),
+                                       now.timestamp())
     names = sorted(set(labels.values()) - {ALL})
     group = codes([labels.get(r) for r in sends.recipient_id], names)
     found: dict[str, ArmOutcomes] = {}
     for name, rows in [(ALL, arm >= 0), *((n, (arm >= 0) & (group == g)) for g, n in enumerate(names))]:
         if rows.any():
             k = len(variants)
-            found[name] = ArmOutcomes(np.bincount(arm[rows], minlength=k).astype(float),
-                                      *(np.bincount(arm[rows & hit], minlength=k).astype(float) for hit in reached))
+            goals, unsubscribes, complaints = (np.bincount(arm[rows & hit], minlength=k).astype(float)
+                                               for hit in reached)
+            found[name] = ArmOutcomes(np.bincount(arm[rows], minlength=k).astype(float), goals, unsubscribes,
+                                      complaints, np.bincount(arm[rows], weights=trial[rows], minlength=k))
     return found
+
+
+def goal_trial_weights(sent_ts: np.ndarray, reached: np.ndarray, credited: np.ndarray, goal_ts: np.ndarray,
+                       window_seconds: float, now: float) -> np.ndarray:
+    """Each message's weight as a trial of the goal (see the module docstring).
+
+    :param credited: for each goal event (at ``goal_ts``), the message it is credited to, or -1.
+    """
+    weights = np.ones(len(sent_ts))
+    to_message = credited >= 0
+    first = np.full(len(sent_ts), np.inf)
+    np.minimum.at(first, credited[to_message], goal_ts[to_message] - sent_ts[credited[to_message]])
+    age = now - sent_ts
+    settled = reached & (age >= window_seconds)
+    delays = np.sort(first[settled] if int(settled.sum()) >= MIN_DELAYS else first[reached])
+    if len(delays) < MIN_DELAYS:
+        return weights
+    pending = ~reached & (age < window_seconds)
+    weights[pending] = np.searchsorted(delays, np.maximum(age[pending], 0.0), side="right") / len(delays)
+    return weights

@@ -11,12 +11,22 @@ import numpy as np
 @dataclass(frozen=True)
 class ArmOutcomes:
     """Per arm (variant): messages sent, and those followed by the goal, an unsubscribe or a
-    complaint inside the attribution window. Carried across every run of the campaign."""
+    complaint inside the attribution window. Carried across every run of the campaign.
+
+    ``trials`` are the goal's effective trials when some messages are too recent for their goal
+    to have arrived yet (see :mod:`engine.learn.outcomes`); None means every send is a whole trial.
+    """
 
     sends: np.ndarray
     successes: np.ndarray
     unsubscribes: np.ndarray
     complaints: np.ndarray
+    trials: np.ndarray | None = None
+
+    @property
+    def goal_trials(self) -> np.ndarray:
+        """What the goal's rate is estimated over: ``trials``, or the sends."""
+        return self.trials if self.trials is not None else self.sends
 
     @classmethod
     def empty(cls, arms: int) -> ArmOutcomes:
