@@ -18,6 +18,7 @@ untried messages stay ``planned`` and the next ``kairos send`` resumes it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.db import upsert
+from engine.store.db import execute_many, upsert
 from engine.store.tables import Device, Event, Message, MessageState, Run, RunState
 
 
@@ -121,9 +122,15 @@ def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None
         for start in range(0, len(ids), 900):
             session.execute(sa.update(table).where(table.c.id.in_(ids[start:start + 900])).values(dict(values)))
     for columns, rows in groups.items():
-        statement = (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
-                     .values({name: sa.bindparam(f"set_{name}") for name in columns}))
-        session.execute(statement, rows)
+        execute_many(session, _update_statement(columns), rows)
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE message SET <columns> WHERE id = :key_id``, built once per set of columns."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    return (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
+            .values({name: sa.bindparam(f"set_{name}") for name in columns}))
 
 
 def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
