@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from engine.render.templates import TemplateSet
 from engine.schedule.send_rules import SendRules, apply_send_rules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
+from engine.store.db import JsonText
 from engine.store.queries import RecipientRow
 from engine.store.tables import Device, Message, MessageState
 
@@ -139,7 +141,7 @@ class _Prepared:
     decision: Decision
     envelopes: tuple[Envelope | PushEnvelope, ...]
     header_id: str
-    log: dict[str, Any]  # the decision as logged, on the message and its `sent` event
+    log: JsonText  # the decision as logged, on the message and its `sent` event: encoded once
 
 
 async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcome | None:
@@ -236,7 +238,8 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
             skipped.append(_final(message, MessageState.NO_CONSENT, now, "no active push device at send time"))
             outcome.no_consent += 1
             continue
-        prepared.append(_Prepared(message, decision, envelopes, header_id, _decision_log(message, decision)))
+        prepared.append(_Prepared(message, decision, envelopes, header_id,
+                                  JsonText(json.dumps(_decision_log(message, decision)))))
     return prepared, skipped
 
 
@@ -357,7 +360,7 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
 
 
 def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime,
-                log: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                log: dict[str, Any] | JsonText | None = None) -> list[dict[str, Any]]:
     """One `sent` event per item slot (the shape of imported impressions); slot 0 carries the
     whole decision (``log``, when the caller already has it), so the log answers "why did this
     recipient get this?"."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class JsonText(str):
+    """A JSON value already serialized, stored as it is in a JSON column: a value written to two
+    places (a decision on its message and on its `sent` event) is encoded once."""
+
+
+def _json_serializer(value: Any) -> str:
+    return str(value) if isinstance(value, JsonText) else json.dumps(value)
+
+
 class Store:
     """A database: SQLite for one process, PostgreSQL for many workers.
 
@@ -45,10 +55,12 @@ class Store:
         self.url = _normalize_url(url)
         try:
             if self.url.startswith("sqlite"):
-                self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+                self.engine = sa.create_engine(self.url, connect_args={"timeout": 30},
+                                               json_serializer=_json_serializer)
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+                self.engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                               json_serializer=_json_serializer)
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"opening {self.safe_url}", exc) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ from sqlmodel import select
 
 from engine.errors import StoreError
 from engine.store import Event, Message, MessageState, Recipient, Store, outbox, queries
-from engine.store.db import execute_many, upsert
+from engine.store.db import JsonText, execute_many, upsert
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -158,6 +159,19 @@ def test_bulk_writes_store_what_one_row_at_a_time_would(store: Store) -> None:
     assert found["e2"].ts == later and found["e2"].propensity == 0.5 and found["e2"].data == {"items": [2]}
     assert found["e0"].data is None and found["e1"].value is None
     assert raw["e0"] == raw["one"]  # the same stored form of a time as the ORM's
+
+
+def test_json_encoded_once_is_stored_as_the_value_it_encodes(store: Store) -> None:
+    decision = {"items": [{"id": "n1", "probability": 0.25}], "variant": "a"}
+    encoded = JsonText(json.dumps(decision))
+    with store.session() as session:
+        outbox.record_events(session, [
+            {"id": "once", "recipient_id": "r1", "type": "sent", "ts": NOW, "data": encoded},
+            {"id": "text", "recipient_id": "r1", "type": "sent", "ts": NOW, "data": "a plain string"}])
+        session.add(Event(id="orm", recipient_id="r1", type="sent", ts=NOW, data=encoded))  # type: ignore[arg-type]
+    with store.session() as session:
+        found = {e.id: e.data for e in session.exec(select(Event)).all()}
+    assert found == {"once": decision, "orm": decision, "text": "a plain string"}
 
 
 def test_a_bulk_write_that_breaks_a_constraint_leaves_nothing(store: Store) -> None:
