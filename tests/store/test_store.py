@@ -70,7 +70,11 @@ def test_claims_only_due_messages_oldest_first_and_never_twice(store: Store) -> 
     with store.session() as session:
         first = outbox.claim_due_messages(session, NOW + timedelta(seconds=2), 10, "w1")
     assert [m.recipient_id for m in first] == ["r000", "r001", "r002"]
-    assert all(m.state == MessageState.CLAIMED and m.claimed_by == "w1" for m in first)
+    assert [(m.send_at, m.attempts, m.decision, m.header_message_id) for m in first] == [
+        (NOW + timedelta(seconds=i), 0, None, None) for i in range(3)]
+    with store.session() as session:
+        stored = outbox.messages_by_id(session, [m.id for m in first])
+    assert all(m.state == MessageState.CLAIMED and m.claimed_by == "w1" for m in stored.values())
     with store.session() as session:
         second = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 10, "w2")
     assert [m.recipient_id for m in second] == ["r003", "r004"]
