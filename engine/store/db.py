@@ -159,10 +159,21 @@ def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[st
     for name, processor in order:
         values = [row[name] for row in rows]
         try:
-            columns.append(values if processor is None else list(map(processor, values)))
+            columns.append(values if processor is None else _converted(processor, values))
         except Exception as exc:  # a value the column refuses (a naive time): as SQLAlchemy reports it
             raise StatementError(f"({type(exc).__name__}) {exc}", sql, None, exc) from exc
     connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+def _converted(processor: Any, values: list[Any]) -> list[Any]:
+    """``values`` converted by ``processor``, each distinct value once: a batch's rows share their
+    times (and many their None), and converting a time costs two Python calls."""
+    memo: dict[tuple[type, Any], Any] = {}
+    try:
+        return [memo[key] if (key := (type(value), value)) in memo else memo.setdefault(key, processor(value))
+                for value in values]
+    except TypeError:  # an unhashable value (a dict for a JSON column): each converted on its own
+        return list(map(processor, values))
 
 
 @functools.lru_cache(maxsize=256)

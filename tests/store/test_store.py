@@ -178,6 +178,18 @@ def test_json_encoded_once_is_stored_as_the_value_it_encodes(store: Store) -> No
     assert found == {"once": decision, "orm": decision, "text": "a plain string"}
 
 
+def test_bulk_writes_convert_equal_values_of_other_types_apart(store: Store) -> None:
+    # True == 1 in Python: a JSON column must still store true and 1 as given
+    values: list[object] = [True, 1, None, True, 1, None, "1"]
+    with store.session() as session:
+        outbox.record_events(session, [{"id": f"e{i}", "recipient_id": "r1", "type": "x", "ts": NOW, "data": value}
+                                       for i, value in enumerate(values)])
+    with store.session() as session:
+        found = {e.id: e.data for e in session.exec(select(Event)).all()}
+    assert [(found[f"e{i}"], type(found[f"e{i}"])) for i in range(len(values))] == [
+        (value, type(value)) for value in values]
+
+
 def test_a_bulk_write_that_breaks_a_constraint_leaves_nothing(store: Store) -> None:
     rows = [{"run_id": 1, "campaign": "c", "recipient_id": "r1", "state": MessageState.PLANNED, "send_at": NOW,
              "attempts": 0, "updated_at": NOW}] * 2
