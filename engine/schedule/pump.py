@@ -355,8 +355,10 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
                 queries.add_suppression(session, reason="hard_bounce", recipient_id=message.recipient_id,
                                         email=address, channel="email", detail=str(bounce)[:500])
                 outcome.bounced += 1
-    outbox.update_messages(session, changes)
+    # The events first: their rows are converted before the first write takes SQLite's lock,
+    # which the other sending processes then wait on for the writes alone.
     outbox.record_events(session, events)
+    outbox.update_messages(session, changes)
     outbox.deactivate_devices(session, gone, now)
 
 
