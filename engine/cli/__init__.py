@@ -44,8 +44,8 @@ COMMAND_MODULES = {
 
 def load_commands(argv: list[str]) -> None:
     """Register the commands that ``argv`` (the arguments after the program name) may run."""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-    wanted = COMMAND_MODULES.get(command or "")
+    # The program itself takes no options: anything before a command (--help) wants them all.
+    wanted = COMMAND_MODULES.get(argv[0]) if argv and not argv[0].startswith("-") else None
     for module in sorted(set(COMMAND_MODULES.values())):
         if wanted is None or module in ("campaigns", wanted):
             importlib.import_module(f"engine.cli.{module}")
