@@ -13,11 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import LocatedError
+
+if TYPE_CHECKING:
+    import yaml
 
 _TOML_ERROR_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
 _TABLE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -94,6 +95,8 @@ def _indexed(name: str, array_counts: dict[str, int]) -> str:
 
 
 def _yaml_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
@@ -123,6 +126,8 @@ def parse_document(path: Path, text: str, error: type[LocatedError]) -> Document
                         line=int(at.group(1)) if at else None) from None
         return Document(path, data, _toml_lines(text))
     if suffix in (".yaml", ".yml"):
+        import yaml  # only for YAML files: a sixtieth of every command's start-up otherwise
+
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
             data = yaml.safe_load(text)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import typer.main
 
-from engine.cli import app, main  # noqa: F401
+from engine.cli import COMMAND_MODULES, app, main  # noqa: F401
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -33,6 +35,35 @@ def test_every_command_is_in_the_command_reference() -> None:
     assert {"demo", "validate", "import", "plan", "send"} <= set(commands)
     for name in commands:
         assert re.search(rf"`kairos {name}\b", README), f"`kairos {name}` is not documented in README.md"
+
+
+def test_each_command_is_registered_by_the_module_it_is_loaded_from() -> None:
+    registered_commands()
+    group = typer.main.get_group(app)
+    found = {name: getattr(command.callback, "__module__", None) for name, command in group.commands.items()}
+    for name in ("privacy", "segments"):  # groups: their subcommands' module
+        subgroup = group.commands[name]
+        assert isinstance(subgroup, typer.core.TyperGroup)
+        found[name] = {getattr(c.callback, "__module__", None) for c in subgroup.commands.values()}.pop()
+    assert found == {name: f"engine.cli.{module}" for name, module in COMMAND_MODULES.items()}
+
+
+def test_a_command_loads_its_own_module_and_help_loads_every_one() -> None:
+    probe = ("import sys\nfrom engine.cli import load_commands\nload_commands(sys.argv[1:])\n"
+             "print(sorted(m for m in sys.modules if m.startswith('engine.cli.')))")
+
+    def loaded(*argv: str) -> str:
+        result = subprocess.run([sys.executable, "-c", probe, *argv], cwd=ROOT, capture_output=True, text=True,
+                                check=True)
+        return result.stdout.strip()
+
+    assert loaded("send", "news", "--workers", "2") == "['engine.cli.campaigns', 'engine.cli.common']"
+    assert "'engine.cli.daemon'" in loaded("daemon") and "'engine.cli.demo'" not in loaded("daemon")
+    everything = sorted({f"engine.cli.{m}" for m in COMMAND_MODULES.values()} | {"engine.cli.common"})
+    assert loaded("--help") == loaded("no-such-command") == loaded("--help", "send") == str(everything)
+    result = subprocess.run([sys.executable, "-m", "engine", "send", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert "Example: kairos send" in " ".join(result.stdout.split())
 
 
 def test_every_command_has_help_with_an_example() -> None:

@@ -217,8 +217,8 @@ def send(
     store = open_store(settings)
     settings = with_tracking_secret(settings, store)
     ctx = build_context(settings, store, spec, np.random.default_rng(seed), now)
-    helpers = Helpers(workers - 1, settings, spec, seed) if workers > 1 else None
-    report = asyncio.run(send_campaign(ctx, now_all=now_all, helpers=helpers))
+    crew = Helpers(workers - 1, settings, spec, seed).start(store) if workers > 1 else None
+    report = asyncio.run(send_campaign(ctx, now_all=now_all, crew=crew))
     print_send_report(spec, report)
     if report.paused is not None:
         err.print(f"run {report.run_id} paused: {report.paused}. Nothing more was sent; "

@@ -11,8 +11,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
 from engine.dispatch.smtp import SmtpTransport
 
 
@@ -42,6 +40,8 @@ class InboxServer:
         self.host = host
         self.port = port or free_port(host)
         self.handler = _MaildirHandler(directory)
+        from aiosmtpd.controller import Controller  # the demo's server: not loaded to send elsewhere
+
         self._controller = Controller(self.handler, hostname=host, port=self.port, data_size_limit=10_000_000)
 
     def start(self) -> InboxServer:

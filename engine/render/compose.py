@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings
 from engine.errors import ConfigError
-from engine.render.dkim import HEADER_NAME, DkimSigner, load_signer
 from engine.render.mime import BuiltEmail, address_header, build_email, fold, sender_domain
 from engine.render.templates import CompiledVariant, RenderedEmail, TemplateSet
 from engine.render.tokens import token_key
 from engine.render.tracking import LinkTracking
 from engine.render.verp import verp_address
 from engine.spec.model import CampaignSpec
+
+if TYPE_CHECKING:
+    from engine.render.dkim import DkimSigner
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,15 @@ class EmailComposer:
                       secret: bytes | None = None) -> EmailComposer:
         """A composer configured by ``settings``; ``secret`` overrides the tracking secret (preview, demo)."""
         email = settings.email
+        signer = None
+        if email.dkim is not None:  # OpenSSL's bindings load only for a sender that signs
+            from engine.render.dkim import load_signer
+
+            signer = load_signer(email.dkim)
         return cls(spec, templates, from_address=email.from_address, base_url=settings.tracking.base_url,
                    secret=secret if secret is not None else require_secret(settings),
                    return_path=email.return_path or f"bounces@{sender_domain(email.from_address)}",
-                   unsubscribe_mailto=email.unsubscribe_mailto,
-                   signer=load_signer(email.dkim) if email.dkim is not None else None)
+                   unsubscribe_mailto=email.unsubscribe_mailto, signer=signer)
 
     def compose(self, *, message_key: int, recipient_id: str, to: str, variant: str, context: Mapping[str, Any],
                 item_urls: Mapping[str, str], header_message_id: str, date: datetime) -> ComposedEmail:
@@ -108,7 +114,7 @@ class EmailComposer:
         if self.signer is None:
             return built.as_bytes()
         signature = self.signer.sign(built.headers, built.body, int(date.timestamp()))
-        return built.as_bytes(first=((HEADER_NAME, signature),))
+        return built.as_bytes(first=((self.signer.header_name, signature),))
 
     def _list_headers(self, unsubscribe_url: str, variant: str) -> list[tuple[str, str]]:
         targets = f"<{unsubscribe_url}>"

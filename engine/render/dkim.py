@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -80,6 +81,7 @@ class DkimSigner:
     domain: str
     selector: str
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    header_name: ClassVar[str] = HEADER_NAME
 
     @property
     def algorithm(self) -> str:

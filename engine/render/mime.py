@@ -3,11 +3,15 @@
 The stdlib's ``EmailMessage`` costs over a millisecond a message (policy objects, header
 parsing, generator); a million-message campaign should not pay that. The structure here is
 fixed, so the bytes are written directly: CRLF line ends, headers folded under 78 columns,
-non-ASCII header text as RFC 2047 encoded words, both bodies quoted-printable (``binascii``).
+non-ASCII header text as RFC 2047 encoded words. A body goes as it is (``7bit``) when it may
+travel so (RFC 2045's 7bit data: ASCII, no NUL, lines within 998 octets; every line end,
+a lone CR included, is written CRLF); otherwise quoted-printable (``binascii``). Templates' output is usually the first
+kind, and is then neither rewritten nor grown by the encoding. (Relaxed DKIM canonicalization
+already ignores the white space at line ends that some relays strip.)
 
 The multipart boundary starts with ``=_``, which quoted-printable output can never contain
-(every ``=`` it writes is followed by two hex digits or a line end), so no body can collide
-with it.
+(every ``=`` it writes is followed by two hex digits or a line end), and a part that contains
+it is quoted-printable, so no body can collide with it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from engine.errors import RenderError
 
 CRLF = "\r\n"
 MAX_LINE = 78
+MAX_7BIT_LINE = 998
 _ENCODED_WORD_BYTES = 42  # 56 base64 characters: an encoded word fits a line with its header name
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
@@ -97,11 +102,21 @@ def _date_header(date: datetime) -> str:
     return format_datetime(date)  # a batch's messages share their date: formatted once
 
 
-def _quoted_printable(text: str) -> bytes:
-    text = (text.replace("\r\n", "\n") if "\r" in text else text).replace("\n", CRLF)
-    # b2a_qp writes its soft line breaks in the style of the first line end it meets: make it CRLF.
-    data = (text if text.endswith(CRLF) else text + CRLF).encode()
-    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+def encode_body(text: str, boundary: str = "") -> tuple[bytes, str]:
+    """``text`` as a body part's bytes, with their Content-Transfer-Encoding (rules in the module doc).
+
+    :param boundary: the multipart boundary the part goes between: a text containing it is encoded.
+    """
+    # Any line end (CRLF, LF, a lone CR) becomes CRLF here, as SMTP would make it later, after signing.
+    lines = (text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text ended with a line end: it is written back below
+    if (text.isascii() and "\0" not in text and max(map(len, lines), default=0) <= MAX_7BIT_LINE
+            and (not boundary or boundary not in text)):
+        return (CRLF.join(lines) + CRLF).encode("ascii"), "7bit"
+    # b2a_qp writes its soft line breaks in the style of the first line end it meets: CRLF here.
+    return binascii.b2a_qp((CRLF.join(lines) + CRLF).encode(), quotetabs=False, istext=True, header=False), \
+        "quoted-printable"
 
 
 @dataclass(frozen=True)
@@ -136,19 +151,24 @@ def build_email(*, from_header: str, to: str, subject: str, text: str, html: str
         *extra_headers,
         ("MIME-Version", "1.0"),
     ]
-    text_part = _quoted_printable(text)
     if html is None:
-        headers += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Transfer-Encoding", "quoted-printable")]
+        text_part, text_encoding = encode_body(text)
+        headers += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Transfer-Encoding", text_encoding)]
         return BuiltEmail(tuple(headers), text_part)
     boundary = "=_k" + hashlib.sha1(header_message_id.encode(), usedforsecurity=False).hexdigest()[:24]
+    text_part, text_encoding = encode_body(text, boundary)
+    html_part, html_encoding = encode_body(html, boundary)
     headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
     # The CRLF before a delimiter belongs to the delimiter (RFC 2046), hence the extra one after each part.
     delimiter = f"--{boundary}\r\n".encode()
     body = b"".join((
-        delimiter, b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-        text_part, b"\r\n",
-        delimiter, b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
-        _quoted_printable(html), b"\r\n",
+        delimiter, b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: ",
+        _ENCODING_LINES[text_encoding], text_part, b"\r\n",
+        delimiter, b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: ",
+        _ENCODING_LINES[html_encoding], html_part, b"\r\n",
         f"--{boundary}--\r\n".encode(),
     ))
     return BuiltEmail(tuple(headers), body)
+
+
+_ENCODING_LINES = {name: f"{name}\r\n\r\n".encode() for name in ("7bit", "quoted-printable")}

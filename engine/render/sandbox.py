@@ -16,7 +16,7 @@ lookup with an *undefined* value that a template can still test (``x.__class__ i
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import jinja2
@@ -85,6 +85,12 @@ class StrictSandbox(ImmutableSandboxedEnvironment):
             except KeyError:
                 pass
         return super().getattr(obj, attribute)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # A template's globals as one dict rather than Jinja's ChainMap over the environment's:
+        # every render copies them into its context, and iterating a ChainMap runs in Python.
+        # Nothing adds environment globals after templates are loaded.
+        return {**self.globals, **(d or {})}
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value) or attr in INTERNAL_ATTRIBUTES:

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 _SEPARATOR = "\x1f"
 _MAC_BYTES = 16
@@ -56,14 +57,31 @@ def token_key(secret: bytes) -> bytes:
     return hmac.new(secret, b"kairos/tracking-token/v1", hashlib.sha256).digest()
 
 
+_BLOCK = 64  # SHA-256's block size
+_INNER_PAD = bytes(x ^ 0x36 for x in range(256))
+_OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 @functools.lru_cache(maxsize=8)
-def _keyed(key: bytes) -> hmac.HMAC:
-    # HMAC's inner and outer pads hashed once per key; each token copies that state.
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner and outer hash states for ``key`` (RFC 2104), hashed once per key:
+    each token copies them (the ``hmac`` module's objects cost as much again around the hashing)."""
+    block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+    return hashlib.sha256(block.translate(_INNER_PAD)), hashlib.sha256(block.translate(_OUTER_PAD))
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    """HMAC-SHA256 of ``payload`` under ``key``."""
+    inner, outer = _pads(key)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(payload)
+    outer.update(inner.digest())
+    return bytes(outer.digest())
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -74,9 +92,7 @@ def sign_token(key: bytes, token: TrackingToken) -> str:
     """The URL-safe text of ``token``, signed with ``key`` (from :func:`token_key`)."""
     payload = _SEPARATOR.join((_VERSION, token.kind, str(token.message_key), token.recipient_id,
                                str(token.link), token.item_id, token.url)).encode()
-    signer = _keyed(key).copy()
-    signer.update(payload)
-    return f"{_b64(payload)}.{_b64(signer.digest()[:_MAC_BYTES])}"
+    return f"{_b64(payload)}.{_b64(_mac(key, payload)[:_MAC_BYTES])}"
 
 
 def verify_token(key: bytes, text: str, kind: str | None = None) -> TrackingToken | None:

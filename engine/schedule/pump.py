@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,8 +45,10 @@ from engine.render.templates import TemplateSet
 from engine.schedule.send_rules import SendRules, apply_send_rules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
+from engine.store.db import JsonText
+from engine.store.outbox import ClaimedMessage
 from engine.store.queries import RecipientRow
-from engine.store.tables import Device, Message, MessageState
+from engine.store.tables import Device, MessageState
 
 MAX_ATTEMPTS = 4
 # The content pool and its counts are read again when the table in hand is older than this: a
@@ -135,11 +138,11 @@ class BatchOutcome:
 
 @dataclass(frozen=True)
 class _Prepared:
-    message: Message
+    message: ClaimedMessage
     decision: Decision
     envelopes: tuple[Envelope | PushEnvelope, ...]
     header_id: str
-    log: dict[str, Any]  # the decision as logged, on the message and its `sent` event
+    log: JsonText  # the decision as logged, on the message and its `sent` event: encoded once
 
 
 async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcome | None:
@@ -180,7 +183,7 @@ async def _dispatch(ctx: SendContext, prepared: Sequence[_Prepared]) -> list[lis
     return grouped
 
 
-def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message], now: datetime,
+def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[ClaimedMessage], now: datetime,
                        outcome: BatchOutcome) -> tuple[list[_Prepared], list[dict[str, Any]]]:
     """Check suppressions and consent as of now, decide, and render each message."""
     recipients = queries.recipients_by_id(session, [m.recipient_id for m in batch])
@@ -236,7 +239,8 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[Message],
             skipped.append(_final(message, MessageState.NO_CONSENT, now, "no active push device at send time"))
             outcome.no_consent += 1
             continue
-        prepared.append(_Prepared(message, decision, envelopes, header_id, _decision_log(message, decision)))
+        prepared.append(_Prepared(message, decision, envelopes, header_id,
+                                  JsonText(json.dumps(_decision_log(message, decision)))))
     return prepared, skipped
 
 
@@ -253,7 +257,7 @@ def template_context(spec: CampaignSpec, recipient: RecipientRow, decision: Deci
     }
 
 
-def _envelope(ctx: SendContext, message: Message, recipient: RecipientRow, decision: Decision,
+def _envelope(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow, decision: Decision,
               items: dict[str, Any], header_id: str, now: datetime) -> Envelope:
     """Render, track, build and sign the message: VERP sender, List-Unsubscribe, DKIM (engine.render.compose)."""
     assert message.id is not None and recipient.email is not None
@@ -265,7 +269,7 @@ def _envelope(ctx: SendContext, message: Message, recipient: RecipientRow, decis
     return Envelope(key=message.id, sender=composed.sender, recipients=(recipient.email,), data=composed.data)
 
 
-def _push_envelopes(ctx: SendContext, message: Message, recipient: RecipientRow, decision: Decision,
+def _push_envelopes(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow, decision: Decision,
                     items: dict[str, Any], devices: Sequence[Device]) -> tuple[PushEnvelope, ...]:
     """One notification per active device of the recipient."""
     assert message.id is not None
@@ -279,7 +283,7 @@ def _push_envelopes(ctx: SendContext, message: Message, recipient: RecipientRow,
                               token=device.token, notification=notification) for device in devices)
 
 
-def _decision_log(message: Message, decision: Decision) -> dict[str, Any]:
+def _decision_log(message: ClaimedMessage, decision: Decision) -> dict[str, Any]:
     log = decision.log()
     if message.decision and "send_time" in message.decision:
         log["send_time"] = message.decision["send_time"]
@@ -293,7 +297,7 @@ def _sending(prepared: _Prepared, now: datetime) -> dict[str, Any]:
             "header_message_id": prepared.header_id, "attempts": message.attempts + 1, "updated_at": now}
 
 
-def _final(message: Message, state: str, now: datetime, reason: str) -> dict[str, Any]:
+def _final(message: ClaimedMessage, state: str, now: datetime, reason: str) -> dict[str, Any]:
     return {"id": message.id, "state": state, "last_error": reason[:2000], "updated_at": now}
 
 
@@ -351,13 +355,15 @@ def _record(session: Any, ctx: SendContext, prepared: Sequence[_Prepared], resul
                 queries.add_suppression(session, reason="hard_bounce", recipient_id=message.recipient_id,
                                         email=address, channel="email", detail=str(bounce)[:500])
                 outcome.bounced += 1
-    outbox.update_messages(session, changes)
+    # The events first: their rows are converted before the first write takes SQLite's lock,
+    # which the other sending processes then wait on for the writes alone.
     outbox.record_events(session, events)
+    outbox.update_messages(session, changes)
     outbox.deactivate_devices(session, gone, now)
 
 
-def sent_events(message: Message, decision: Decision, spec: CampaignSpec, now: datetime,
-                log: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def sent_events(message: ClaimedMessage, decision: Decision, spec: CampaignSpec, now: datetime,
+                log: dict[str, Any] | JsonText | None = None) -> list[dict[str, Any]]:
     """One `sent` event per item slot (the shape of imported impressions); slot 0 carries the
     whole decision (``log``, when the caller already has it), so the log answers "why did this
     recipient get this?"."""

@@ -5,12 +5,14 @@ A run stops early when its transport pauses (too many consecutive server failure
 the campaign resumes it like any unfinished run.
 
 ``workers`` > 1 pumps the run from that many processes (the CPU-bound decide and render steps
-then use every core): the extra ones are spawned first and load their code while the run is
-planned, then are told the run's id (or to exit, if planning failed), claim batches from
-the same outbox - SQLite's write lock or PostgreSQL's ``FOR UPDATE SKIP LOCKED`` keeps claims
-disjoint - and exit when nothing is due. Each has at most one batch in flight. They die with the
-process that started them (Linux's parent-death signal), so a killed sender is one crash under
-one rule, with no orphan still sending behind the resumed run.
+then use every core): the extra ones are forked first, before the event loop and with no
+database connection open, so they start with the code already loaded (spawned processes, where
+fork is not available, load it while the run is planned); they build their own context, are told
+the run's id (or to exit, if planning failed), claim batches from the same outbox - SQLite's
+write lock or PostgreSQL's ``FOR UPDATE SKIP LOCKED`` keeps claims disjoint - and exit when
+nothing is due. Each has at most one batch in flight. They die with the process that started
+them (Linux's parent-death signal), so a killed sender is one crash under one rule, with no
+orphan still sending behind the resumed run.
 """
 
 from __future__ import annotations
@@ -65,14 +67,13 @@ class SendReport:
     paused: str | None = None
 
 
-async def send_campaign(ctx: SendContext, *, now_all: bool = False, helpers: Helpers | None = None) -> SendReport:
+async def send_campaign(ctx: SendContext, *, now_all: bool = False, crew: Crew | None = None) -> SendReport:
     """Send everything of ``ctx.spec`` that is due now; return what happened.
 
     :param now_all: send every planned message now, ignoring optimized send times.
-    :param helpers: extra sending processes, started at once and released when the run is known
-        (see the module doc).
+    :param crew: extra sending processes, already started (:meth:`Helpers.start`), released
+        when the run is known and joined before returning (see the module doc).
     """
-    crew = helpers.start() if helpers is not None else None
     try:
         with fewer_collections():
             report = _plan_or_resume(ctx, now_all)
@@ -186,10 +187,17 @@ class Helpers:
     spec: CampaignSpec
     seed: int | None = None
 
-    def start(self) -> Crew:
-        """Start the processes. They load their code and build their context while the run is
-        planned, then wait for :meth:`Crew.release` to name the run."""
-        context = multiprocessing.get_context("spawn")
+    def start(self, store: Store) -> Crew:
+        """Start the processes, outside any running event loop. They build their context while
+        the run is planned, then wait for :meth:`Crew.release` to name the run.
+
+        :param store: the caller's store: its idle connections are closed first, so that none
+            is shared with a forked process (the caller's next session opens a new one).
+        """
+        forking = "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork") if forking else multiprocessing.get_context("spawn")
+        if forking:
+            store.dispose()
         runs = context.SimpleQueue()
         processes: list[multiprocessing.process.BaseProcess] = [
             context.Process(target=_helper_main, name=f"kairos-sender-{index}", daemon=True,
@@ -226,12 +234,14 @@ class Crew:
         return failures
 
 
-def _die_with(parent: int) -> None:
+def _die_with(parent: int, name: str) -> None:
     """Have the kernel kill this process when ``parent`` dies (Linux), so a sender killed with
-    -9 takes its helpers with it: one crash, one rule, no orphan still sending behind a resume."""
+    -9 takes its helpers with it: one crash, one rule, no orphan still sending behind a resume.
+    The process is also named ``name`` (``ps -o comm``: a forked helper has its parent's command line)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(15, name.encode()[:15])  # PR_SET_NAME
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
 
@@ -239,7 +249,7 @@ def _die_with(parent: int) -> None:
 def _helper_main(settings: Settings, spec: CampaignSpec, runs: Any, seed: int | None, index: int,
                  parent: int) -> None:
     """A helper process: get ready, wait for the run's id, pump it until nothing is due."""
-    _die_with(parent)
+    _die_with(parent, f"kairos-sender-{index}")
     store = Store.open(settings.database_url, create=False)
     rng = np.random.default_rng([seed, index] if seed is not None else None)
     ctx = build_context(settings, store, spec, rng, lambda: datetime.now(UTC),

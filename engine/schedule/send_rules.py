@@ -17,14 +17,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from engine.store import outbox
 from engine.store.queries import RecipientRow
-from engine.store.tables import Message, MessageState
+from engine.store.tables import MessageState
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,29 @@ def quiet_until(rules: SendRules, zone: ZoneInfo, now: datetime) -> datetime | N
     return ends if ends > local else ends + timedelta(days=1)
 
 
+class DueMessage(Protocol):
+    """What the rules read of a due message (a claimed one, or a stored :class:`Message`)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def recipient_id(self) -> str: ...
+
+
+M = TypeVar("M", bound=DueMessage)
+
+
 @dataclass(frozen=True)
-class Verdict:
-    allowed: list[Message]
+class Verdict(Generic[M]):
+    allowed: list[M]
     changes: list[dict[str, Any]]
     deferred: int
     capped: int
 
 
-def apply_send_rules(session: Session, rules: SendRules, batch: Sequence[Message],
-                     recipients: dict[str, RecipientRow], now: datetime) -> Verdict:
+def apply_send_rules(session: Session, rules: SendRules, batch: Sequence[M],
+                     recipients: dict[str, RecipientRow], now: datetime) -> Verdict[M]:
     """Split a claimed batch into what may go now, and changes for what may not."""
     if not rules.active:
         return Verdict(list(batch), [], 0, 0)
@@ -75,7 +88,7 @@ def apply_send_rules(session: Session, rules: SendRules, batch: Sequence[Message
             zone = ZoneInfo(recipient.timezone if recipient else "UTC")
             if sent_at.astimezone(zone).date() == now.astimezone(zone).date():
                 sent_today[recipient_id] += 1
-    allowed: list[Message] = []
+    allowed: list[M] = []
     changes: list[dict[str, Any]] = []
     deferred = capped = 0
     for message in batch:

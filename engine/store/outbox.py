@@ -18,6 +18,7 @@ untried messages stay ``planned`` and the next ``kairos send`` resumes it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.db import upsert
+from engine.store.db import execute_many, upsert
 from engine.store.tables import Device, Event, Message, MessageState, Run, RunState
 
 
@@ -76,8 +77,28 @@ def recover_run(session: Session, run_id: int, now: datetime) -> Recovery:
                     review=[int(i) for i in review if i is not None])
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    """A message claimed for sending: the columns the pump reads, as plain values (loading ORM
+    objects cost more than the claim's own SQL)."""
+
+    id: int
+    run_id: int
+    campaign: str
+    recipient_id: str
+    send_at: datetime
+    attempts: int
+    decision: dict[str, Any] | None
+    header_message_id: str | None
+    channel: str | None
+    variant: str | None
+
+
+_CLAIMED_COLUMNS = [Message.__table__.c[name] for name in ClaimedMessage.__slots__]  # type: ignore[attr-defined]
+
+
 def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
-                       run_id: int | None = None, campaign: str | None = None) -> list[Message]:
+                       run_id: int | None = None, campaign: str | None = None) -> list[ClaimedMessage]:
     """Claim up to ``limit`` planned messages whose send_at has come, oldest first (of one run,
     or of one campaign's runs)."""
     due = (select(Message.id).where(Message.state == MessageState.PLANNED, Message.send_at <= now)
@@ -88,11 +109,12 @@ def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
         due = due.where(Message.campaign == campaign)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed = session.scalars(
-        sa.update(Message).where(col(Message.id).in_(due.scalar_subquery()))
+    table = Message.__table__  # type: ignore[attr-defined]
+    rows = session.connection().execute(
+        sa.update(table).where(table.c.id.in_(due.scalar_subquery()))
         .values(state=MessageState.CLAIMED, claimed_by=worker, claimed_at=now, updated_at=now)
-        .returning(Message)).all()
-    return sorted(claimed, key=lambda m: (m.send_at, m.id or 0))
+        .returning(*_CLAIMED_COLUMNS)).all()
+    return sorted((ClaimedMessage(*row) for row in rows), key=lambda m: (m.send_at, m.id))
 
 
 def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None:
@@ -121,9 +143,15 @@ def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None
         for start in range(0, len(ids), 900):
             session.execute(sa.update(table).where(table.c.id.in_(ids[start:start + 900])).values(dict(values)))
     for columns, rows in groups.items():
-        statement = (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
-                     .values({name: sa.bindparam(f"set_{name}") for name in columns}))
-        session.execute(statement, rows)
+        execute_many(session, _update_statement(columns), rows)
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE message SET <columns> WHERE id = :key_id``, built once per set of columns."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    return (sa.update(table).where(table.c.id == sa.bindparam("key_id"))
+            .values({name: sa.bindparam(f"set_{name}") for name in columns}))
 
 
 def record_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
@@ -240,7 +268,7 @@ def messages_by_header_id(session: Session, header_ids: Sequence[str]) -> dict[s
     return found
 
 
-def bounce_event(message: Message, ts: datetime, *, kind: str, detail: str, source: str,
+def bounce_event(message: Message | ClaimedMessage, ts: datetime, *, kind: str, detail: str, source: str,
                  suffix: str = "") -> dict[str, Any]:
     """The `bounce` event of a message: ``kind`` hard (permanent) or soft, ``source`` smtp (refused
     while sending) or dsn (a delivery status notification that came back later)."""

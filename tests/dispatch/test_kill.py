@@ -64,16 +64,16 @@ def seed(project: Project, audience: int) -> list[str]:
 
 
 def helper_processes(pid: int) -> list[int]:
-    """The sending processes ``pid`` spawned (``--workers``), found by parent id and command line."""
+    """The sending processes ``pid`` started (``--workers``), found by parent id and name."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (entry / "cmdline").read_bytes()
+                name = (entry / "comm").read_text().strip()
             except (OSError, IndexError, ValueError):
                 continue
-            if parent == pid and b"spawn_main" in command:
+            if parent == pid and name.startswith("kairos-sender-"):
                 found.append(int(entry.name))
     return found
 

@@ -44,3 +44,26 @@ def test_two_sending_processes_share_a_run_without_duplicates(project: Project, 
     assert {m.state for m in messages} == {MessageState.SENT} and run.state == RunState.FINISHED
     by_worker = Counter(m.claimed_by for m in messages)
     assert len(by_worker) == 2 and min(by_worker.values()) >= 50  # both processes took batches
+
+
+def test_helpers_exit_with_the_sender_when_planning_fails(project: Project, smtp_server: SmtpServer) -> None:
+    seed_one_headline(project, "id,email\nr1,r1@example.test\n")
+    project.write("campaigns/news.toml", """
+        [campaign]
+        name = "news"
+        goal = "click"
+
+        [content]
+        pool = "nothing-here"
+
+        [[variants]]
+        name = "a"
+        subject = "Hello {{ recipient.id }}"
+        template = "digest"
+    """)
+    result = project.kairos("send", "news", "--workers", "3", timeout=120)
+    assert result.returncode == 2 and "the content pool 'nothing-here' has no item" in result.stderr
+    assert smtp_server.messages == []
+    store = project.store()
+    with store.session() as session:
+        assert session.exec(select(Message)).all() == [] and session.exec(select(Run)).all() == []

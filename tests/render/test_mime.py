@@ -37,15 +37,60 @@ def test_multipart_alternative_with_text_first_and_html_last() -> None:
     assert all(p.get_content_charset() == "utf-8" for p in parts)
 
 
-def test_every_line_ends_in_crlf_and_stays_short() -> None:
+def test_every_line_ends_in_crlf_and_headers_stay_short() -> None:
     long_line = "word " * 60 + "https://example.test/" + "x" * 120
     data = build(subject="A subject " * 12, text=f"{long_line}\nnext\n", html=f"<p>{long_line}</p>")
     assert b"\n" not in data.replace(b"\r\n", b"")
-    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert max(len(line) for line in body.split(b"\r\n")) <= 998
     message = parse(data)
     assert message["Subject"] == ("A subject " * 12).strip()
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None and long_line in body.get_content()
+    body_part = message.get_body(preferencelist=("plain",))
+    assert body_part is not None and long_line in body_part.get_content()
+
+
+def parts(data: bytes) -> list[tuple[str, str]]:
+    """(Content-Transfer-Encoding, decoded content) of each part, text first."""
+    return [(str(part["Content-Transfer-Encoding"]), part.get_content().replace("\r\n", "\n"))
+            for part in parse(data).iter_parts()]
+
+
+def test_ascii_bodies_with_lines_within_998_octets_go_as_they_are() -> None:
+    link = "https://t.example.test/c/" + "A" * 300
+    html = f'<p class="x">Hi =</p>\n<a href="{link}">read</a>\n'
+    data = build(text=f"Hi = there\n{link}\n", html=html)
+    assert parts(data) == [("7bit", f"Hi = there\n{link}\n"), ("7bit", html)]
+    assert html.replace("\n", "\r\n").encode() in data  # neither rewritten nor grown
+
+
+@pytest.mark.parametrize("text", [
+    "caf\u00e9 ol\u00e9\n",                           # not ASCII
+    "x" * 999 + "\n",                                  # a line over 998 octets
+    "a NUL\0 byte\n",
+], ids=["non-ascii", "long-line", "nul"])
+def test_other_bodies_are_quoted_printable(text: str) -> None:
+    data = build(text=text, html=f"<p>{text}</p>")
+    (text_encoding, text_content), (html_encoding, html_content) = parts(data)
+    assert text_encoding == html_encoding == "quoted-printable"
+    assert text_content == text and html_content == f"<p>{text}</p>\n"
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+
+
+def test_a_lone_carriage_return_is_a_line_end() -> None:
+    data = build(text="one\rtwo\r\nthree\n", html=None)
+    assert b"one\r\ntwo\r\nthree\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert parse(data).get_content().replace("\r\n", "\n") == "one\ntwo\nthree\n"
+
+
+def test_a_part_is_quoted_printable_when_it_contains_the_boundary() -> None:
+    data = build()
+    boundary = parse(data).get_boundary()
+    assert boundary is not None
+    sneaky = f"--{boundary}\nContent-Type: text/html\n\n<p>injected</p>\n"
+    (text_encoding, text_content), (html_encoding, html_content) = parts(build(text=sneaky, html="<p>Hi</p>"))
+    assert (text_encoding, html_encoding) == ("quoted-printable", "7bit")
+    assert text_content == sneaky and html_content.strip() == "<p>Hi</p>"
 
 
 def test_headers_identify_the_message_and_its_date() -> None:

@@ -97,3 +97,15 @@ def test_a_key_named_like_a_dict_method_still_finds_the_method(tp: TemplateProje
     context = sample_context()
     context["recipient"]["attributes"] = {"copy": "a value", "title": "Dr"}
     assert tp.compile(template="keys").render(context).text == "True Dr False\n"
+
+
+def test_jinja_globals_reach_every_template_and_a_variable_shadows_one(tp: TemplateProject) -> None:
+    tp.template("partials/count.txt", "{% for n in range(2) %}{{ n }}{% endfor %}")
+    tp.template("globals.txt", "{% set ns = namespace(total=0) %}{% for n in range(3) %}{% set ns.total = "
+                               "ns.total + n %}{% endfor %}{{ ns.total }} {% include 'partials/count.txt' %} "
+                               "{{ cycler('a', 'b').next() }} {{ dict(a=1).a }} {{ joiner is defined }}\n")
+    context = sample_context()
+    assert tp.compile(template="globals").render(context).text == "3 01 a 1 True\n"
+    context["joiner"] = "mine"
+    tp.template("shadow.txt", "{{ joiner }}\n")
+    assert tp.compile(template="shadow").render(context).text == "mine\n"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from engine.errors import StoreError
-from engine.store import Event, MessageState, Recipient, Store, outbox, queries
-from engine.store.db import upsert
+from engine.store import Event, Message, MessageState, Recipient, Store, outbox, queries
+from engine.store.db import JsonText, execute_many, upsert
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -68,7 +70,11 @@ def test_claims_only_due_messages_oldest_first_and_never_twice(store: Store) -> 
     with store.session() as session:
         first = outbox.claim_due_messages(session, NOW + timedelta(seconds=2), 10, "w1")
     assert [m.recipient_id for m in first] == ["r000", "r001", "r002"]
-    assert all(m.state == MessageState.CLAIMED and m.claimed_by == "w1" for m in first)
+    assert [(m.send_at, m.attempts, m.decision, m.header_message_id) for m in first] == [
+        (NOW + timedelta(seconds=i), 0, None, None) for i in range(3)]
+    with store.session() as session:
+        stored = outbox.messages_by_id(session, [m.id for m in first])
+    assert all(m.state == MessageState.CLAIMED and m.claimed_by == "w1" for m in stored.values())
     with store.session() as session:
         second = outbox.claim_due_messages(session, NOW + timedelta(hours=1), 10, "w2")
     assert [m.recipient_id for m in second] == ["r003", "r004"]
@@ -138,6 +144,76 @@ def test_one_bulk_update_sets_shared_and_per_message_values(store: Store) -> Non
     assert found["r002"].state == MessageState.PLANNED and found["r002"].send_at == later
     assert found["r002"].claimed_by is None and found["r002"].decision == {"send_time": {"local_hour": 9}}
     assert found["r000"].claimed_by == "w" and found["r000"].last_error is None
+
+
+def test_bulk_writes_store_what_one_row_at_a_time_would(store: Store) -> None:
+    later = NOW + timedelta(minutes=5)
+    events = [{"id": f"e{i}", "recipient_id": "r1", "type": "sent", "ts": later, "item_id": None, "campaign": "c",
+               "channel": "email", "variant": None, "position": i, "propensity": 0.25 * i, "value": None,
+               "run_id": 1, "message_id": i, "data": {"items": [i]} if i else None} for i in range(3)]
+    with store.session() as session:
+        outbox.record_events(session, events)
+        outbox.record_events(session, events)  # stored once
+        session.add(Event(id="one", recipient_id="r1", type="sent", ts=later, position=0, propensity=0.0,
+                          run_id=1, message_id=0, channel="email", campaign="c"))
+    with store.session() as session:
+        found = {e.id: e for e in session.exec(select(Event)).all()}
+        raw = dict(session.execute(sa.text("SELECT id, ts FROM event")).all())
+    assert set(found) == {"e0", "e1", "e2", "one"}
+    assert found["e2"].ts == later and found["e2"].propensity == 0.5 and found["e2"].data == {"items": [2]}
+    assert found["e0"].data is None and found["e1"].value is None
+    assert raw["e0"] == raw["one"]  # the same stored form of a time as the ORM's
+
+
+def test_json_encoded_once_is_stored_as_the_value_it_encodes(store: Store) -> None:
+    decision = {"items": [{"id": "n1", "probability": 0.25}], "variant": "a"}
+    encoded = JsonText(json.dumps(decision))
+    with store.session() as session:
+        outbox.record_events(session, [
+            {"id": "once", "recipient_id": "r1", "type": "sent", "ts": NOW, "data": encoded},
+            {"id": "text", "recipient_id": "r1", "type": "sent", "ts": NOW, "data": "a plain string"}])
+        session.add(Event(id="orm", recipient_id="r1", type="sent", ts=NOW, data=encoded))  # type: ignore[arg-type]
+    with store.session() as session:
+        found = {e.id: e.data for e in session.exec(select(Event)).all()}
+    assert found == {"once": decision, "orm": decision, "text": "a plain string"}
+
+
+def test_bulk_writes_convert_equal_values_of_other_types_apart(store: Store) -> None:
+    # True == 1 in Python: a JSON column must still store true and 1 as given
+    values: list[object] = [True, 1, None, True, 1, None, "1"]
+    with store.session() as session:
+        outbox.record_events(session, [{"id": f"e{i}", "recipient_id": "r1", "type": "x", "ts": NOW, "data": value}
+                                       for i, value in enumerate(values)])
+    with store.session() as session:
+        found = {e.id: e.data for e in session.exec(select(Event)).all()}
+    assert [(found[f"e{i}"], type(found[f"e{i}"])) for i in range(len(values))] == [
+        (value, type(value)) for value in values]
+
+
+def test_a_bulk_write_that_breaks_a_constraint_leaves_nothing(store: Store) -> None:
+    rows = [{"run_id": 1, "campaign": "c", "recipient_id": "r1", "state": MessageState.PLANNED, "send_at": NOW,
+             "attempts": 0, "updated_at": NOW}] * 2
+    with pytest.raises(StoreError), store.session() as session:
+        outbox.record_events(session, [{"id": "e1", "recipient_id": "r1", "type": "sent", "ts": NOW}])
+        execute_many(session, sa.insert(Message.__table__), rows)  # type: ignore[attr-defined]
+    with pytest.raises(StoreError), store.session() as session:
+        outbox.record_events(session, [{"id": "e2", "recipient_id": "r1", "type": "sent", "ts": datetime(2026, 1, 1)}])
+    with store.session() as session:
+        assert session.exec(select(Event)).all() == [] and outbox.run_messages(session, 1) == []
+
+
+def test_bulk_writes_with_values_computed_at_execution(store: Store) -> None:
+    # Without state, attempts and updated_at, the statement computes their defaults per row.
+    table = Message.__table__  # type: ignore[attr-defined]
+    with store.session() as session:
+        execute_many(session, sa.insert(table), [{"run_id": 7, "campaign": "c", "recipient_id": f"r{i}",
+                                                  "send_at": NOW} for i in range(2)])
+        execute_many(session, sa.update(table).where(table.c.recipient_id.in_(sa.bindparam("ids", expanding=True)))
+                     .values(attempts=sa.bindparam("tries")), [{"ids": ["r0", "r1"], "tries": 2}])
+    with store.session() as session:
+        found = outbox.run_messages(session, 7)
+    assert [(m.recipient_id, m.state, m.attempts) for m in found] == [("r0", "planned", 2), ("r1", "planned", 2)]
+    assert all(m.updated_at > NOW - timedelta(days=365) for m in found)
 
 
 def test_suppression_by_recipient_and_by_hashed_address(store: Store) -> None:

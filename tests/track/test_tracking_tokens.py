@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +108,19 @@ def test_tokens_cannot_be_enumerated_from_sequential_message_numbers() -> None:
                                    sign_token(b"x", TrackingToken(TokenKind.OPEN, 50, "r50")).partition(".")[0])
     assert verify_token(key, candidate) is None
     assert verify_token(key, tokens[10]) == TrackingToken(TokenKind.OPEN, 10, "r10")
+
+
+@pytest.mark.parametrize("key", [b"k", token_key(SECRET), b"b" * 64, b"long" * 40], ids=["short", "derived", "block",
+                                                                                    "longer-than-a-block"])
+def test_a_token_is_signed_with_hmac_sha256_of_its_payload(key: bytes) -> None:
+    token = TrackingToken(TokenKind.CLICK, 7, "r1", 2, "n1", "https://news.example.test/\u00e9?a=1&b=2")
+    text = sign_token(key, token)
+    encoded, _, signature = text.partition(".")
+    payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    assert payload == "\x1f".join(("1", "c", "7", "r1", "2", "n1", token.url)).encode()
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:16]
+    assert signature == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+    assert verify_token(key, text) == token and verify_token(key + b"!", text) is None
 
 
 def test_a_valid_open_pixel_answers_a_gif_and_records_the_open(store: Store) -> None:
