@@ -16,8 +16,9 @@ from engine.sim.baselines import blast, history_stats, oracle, segment_rule
 from engine.sim.campaign import run_baseline, run_kairos, summary
 from engine.sim.respond import respond, uniform_sends
 from engine.spec import load_campaign
+from engine.spec.model import CampaignSpec
 from engine.store import Store
-from tests.learn.simworld import small_world
+from tests.learn.simworld import SmallWorld, small_world
 
 WEEKLY = """
 [campaign]
@@ -81,8 +82,8 @@ def test_baselines_order_as_the_truth_says() -> None:
     assert knows_all > 4 * same_for_all
 
 
-def test_kairos_learns_in_the_loop_and_beats_the_blast(tmp_path: Path) -> None:
-    world = small_world(size=1000, weeks=6, seed=12)
+def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
+    """A store seeded with ``world`` and its history, and the WEEKLY campaign over it."""
     store = Store.open(f"sqlite:///{tmp_path / 'sim.db'}")
     seed_store(store, world.population, [world.catalog], world.history, world.start)
     templates = tmp_path / "templates"
@@ -90,6 +91,12 @@ def test_kairos_learns_in_the_loop_and_beats_the_blast(tmp_path: Path) -> None:
     (templates / "t.txt").write_text("x")
     (tmp_path / "c.toml").write_text(WEEKLY)
     spec = load_campaign(tmp_path / "c.toml", templates)
+    return store, spec
+
+
+def test_kairos_learns_in_the_loop_and_beats_the_blast(tmp_path: Path) -> None:
+    world = small_world(size=1000, weeks=6, seed=12)
+    store, spec = weekly_campaign(tmp_path, world)
     days = [world.start + timedelta(days=7 * w) for w in range(2)]
     from engine.learn.ranker import TrainingParams
     kairos = run_kairos(store, spec, world.world, days, np.random.default_rng(1), params=TrainingParams(rounds=60))
@@ -105,13 +112,7 @@ def test_kairos_decides_hour_by_hour_from_the_events_before_each_hour(tmp_path: 
     """As the pump does: each hour's messages are decided at their first send instant, and the
     bandit then counts exactly the messages sent before it (the earlier hours'), never later ones."""
     world = small_world(size=600, weeks=4, seed=4)
-    store = Store.open(f"sqlite:///{tmp_path / 'sim.db'}")
-    seed_store(store, world.population, [world.catalog], world.history, world.start)
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "t.txt").write_text("x")
-    (tmp_path / "c.toml").write_text(WEEKLY)
-    spec = load_campaign(tmp_path / "c.toml", templates)
+    store, spec = weekly_campaign(tmp_path, world)
     calls: list[tuple[float, int, float]] = []
     decide_batch = Policy.decide_batch
 
