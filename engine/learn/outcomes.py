@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlmodel import Session
 
-from engine.features.events import codes, vocabulary
+from engine.features.events import codes
 from engine.learn.attribution import last_touch
 from engine.learn.bandit.base import ArmOutcomes
-from engine.store.campaign_columns import read_campaign_responses, read_campaign_sends
+from engine.store.campaign_columns import read_outcome_log
 
 GUARDRAIL_WINDOW = timedelta(days=7)
 ALL = "(all)"  # the key of the campaign-wide outcomes among the groups'
@@ -47,30 +47,28 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
     A message counts for the group its recipient is in now; recipients in no group count only
     overall. Groups without messages are absent.
     """
-    sends = read_campaign_sends(session, campaign, now)
-    if not len(sends.ts):
-        return {}
-    since = datetime.fromtimestamp(float(sends.ts.min()), now.tzinfo)
     kinds = (goal_event, "unsubscribe", "complaint")
-    responses = read_campaign_responses(session, campaign, list(dict.fromkeys(kinds)), since, now)
-    people = vocabulary(list(sends.recipient_id) + list(responses.recipient_id))
-    send_who = codes(sends.recipient_id, people)
-    arm = codes(sends.variant, list(variants))
+    types = list(dict.fromkeys(kinds))
+    log = read_outcome_log(session, campaign, variants, types, now, with_recipients=bool(labels))
+    if not len(log.send_ts):
+        return {}
+    arm = log.send_variant
     reached = []
-    trial = np.ones(len(sends.ts))
+    trial = np.ones(len(log.send_ts))
     for kind in kinds:
-        chosen = (responses.type == kind) & (responses.ts < now.timestamp())
-        who = codes(responses.recipient_id[chosen], people)
+        chosen = (log.response_type == types.index(kind)) & (log.response_ts < now.timestamp())
         window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
-        credited = last_touch(send_who, sends.ts, who, responses.ts[chosen], window.total_seconds())
-        hit = np.zeros(len(sends.ts), dtype=bool)
+        credited = last_touch(log.send_recipient, log.send_ts, log.response_recipient[chosen],
+                              log.response_ts[chosen], window.total_seconds())
+        hit = np.zeros(len(log.send_ts), dtype=bool)
         hit[credited[credited >= 0]] = True
         reached.append(hit)
         if kind == goal_event:
-            trial = goal_trial_weights(sends.ts, hit, credited, responses.ts[chosen], window.total_seconds(),
+            trial = goal_trial_weights(log.send_ts, hit, credited, log.response_ts[chosen], window.total_seconds(),
                                        now.timestamp())
     names = sorted(set(labels.values()) - {ALL})
-    group = codes([labels.get(r) for r in sends.recipient_id], names)
+    person_group = codes([labels.get(r) for r in log.recipients or []], names)
+    group = person_group[log.send_recipient] if len(person_group) else np.full(len(arm), -1)
     found: dict[str, ArmOutcomes] = {}
     for name, rows in [(ALL, arm >= 0), *((n, (arm >= 0) & (group == g)) for g, n in enumerate(names))]:
         if rows.any():

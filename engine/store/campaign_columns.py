@@ -1,4 +1,4 @@
-"""A campaign's messages and the events that answer them, as numpy columns, for reports.
+"""A campaign's messages and the events that answer them, as numpy columns, for reports and the bandit.
 
 A report over a million messages reads them in one streamed query per table: times come back
 as epoch seconds computed by the database, strings as object arrays, and nothing becomes a
@@ -91,25 +91,73 @@ def read_campaign_responses(session: Session, campaign: str, types: Sequence[str
                            np.array(messages, dtype=np.int64))
 
 
-@dataclass(frozen=True)
-class SendColumns:
-    """A campaign's logged sends (the first ``sent`` event of each message), aligned."""
-
-    recipient_id: np.ndarray
-    ts: np.ndarray
-    variant: np.ndarray
-
-
-def read_campaign_sends(session: Session, campaign: str, until: datetime) -> SendColumns:
-    """One row per message ``campaign`` sent before ``until``, from the event log."""
-    ts = _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime))
-    statement = (sa.select(col(Event.recipient_id), ts, col(Event.variant))
-                 .where(col(Event.campaign) == campaign, col(Event.type) == "sent", col(Event.ts) < until,
-                        sa.or_(col(Event.position).is_(None), col(Event.position) == 0)))
-    recipients, times, variants = _columns(session, statement, 3)
-    return SendColumns(_objects(recipients), np.array(times, dtype=float), _objects(variants))
-
-
 def campaign_runs(session: Session, campaign: str) -> list[Run]:
     """The runs of ``campaign``, oldest first."""
     return list(session.exec(select(Run).where(Run.campaign == campaign).order_by(col(Run.id))).all())
+
+
+@dataclass(frozen=True)
+class OutcomeLog:
+    """A campaign's logged sends and the events that may answer them, as numbers only: each
+    recipient is a code (0, 1, ... in the order the log was read), each variant and event type
+    an index into the names asked for (-1 for others)."""
+
+    send_recipient: np.ndarray
+    send_ts: np.ndarray
+    send_variant: np.ndarray
+    response_recipient: np.ndarray
+    response_type: np.ndarray
+    response_ts: np.ndarray
+    recipients: list[str] | None  # each code's recipient id, when asked for
+
+    @classmethod
+    def empty(cls, with_recipients: bool) -> OutcomeLog:
+        integers, times = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return cls(integers, times, integers, integers, integers, times, [] if with_recipients else None)
+
+
+def read_outcome_log(session: Session, campaign: str, variants: Sequence[str], types: Sequence[str],
+                     until: datetime, *, with_recipients: bool = False) -> OutcomeLog:
+    """The first ``sent`` event of each message ``campaign`` sent before ``until``, and the events
+    of ``types`` from the first of them to ``until`` that name ``campaign`` or no campaign.
+
+    One query, ordered by recipient, read a partition at a time: recipients become codes as
+    they stream past, so memory holds a few numbers per row, not a string per row (the bandit
+    re-reads this every few seconds in every sending process, over every send of the campaign).
+    """
+    ts = _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime))
+    is_send = (col(Event.campaign) == campaign, col(Event.type) == "sent",
+               sa.or_(col(Event.position).is_(None), col(Event.position) == 0))
+    first = session.connection().execute(sa.select(sa.func.min(col(Event.ts))).where(*is_send)).scalar()
+    if first is None:
+        return OutcomeLog.empty(with_recipients)
+    kind = sa.case(*((col(Event.type) == name, index) for index, name in enumerate(types)), else_=-1)
+    sends = sa.select(col(Event.recipient_id).label("recipient"), ts.label("ts"), sa.literal(-2).label("kind"),
+                      col(Event.variant).label("variant")).where(*is_send, col(Event.ts) < until,
+                                                                  col(Event.recipient_id).is_not(None))
+    answers = sa.select(col(Event.recipient_id).label("recipient"), ts.label("ts"), kind.label("kind"),
+                        sa.null().label("variant")).where(
+        col(Event.type).in_(list(types)), col(Event.ts) >= first, col(Event.ts) <= until,
+        col(Event.recipient_id).is_not(None), sa.or_(col(Event.campaign).is_(None), col(Event.campaign) == campaign))
+    log = sa.union_all(sends, answers).subquery()
+    statement = sa.select(log.c.recipient, log.c.ts, log.c.kind, log.c.variant).order_by(log.c.recipient)
+    variant_index = {name: index for index, name in enumerate(variants)}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    recipients: list[str] | None = [] if with_recipients else None
+    code, previous = -1, None
+    for people, moments, kinds, arms in _partitions(session, statement):
+        who = []
+        for recipient in people:  # rows of one recipient are adjacent: a new code at each change
+            if recipient != previous:
+                code, previous = code + 1, recipient
+                if recipients is not None:
+                    recipients.append(recipient)
+            who.append(code)
+        kind_codes = np.array(kinds, dtype=np.int64)
+        parts.append((np.array(who, dtype=np.int64), np.array(moments, dtype=float), kind_codes,
+                      np.array([variant_index.get(a, -1) for a in arms], dtype=np.int64)))
+    if not parts:
+        return OutcomeLog.empty(with_recipients)
+    codes, times, kinds_all, arm = (np.concatenate(column) for column in zip(*parts, strict=True))
+    sent = kinds_all == -2
+    return OutcomeLog(codes[sent], times[sent], arm[sent], codes[~sent], kinds_all[~sent], times[~sent], recipients)
