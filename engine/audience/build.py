@@ -37,7 +37,7 @@ from engine.store.queries import RecipientRow, address_hash, recipient_hash
 STATUSES = ("send", "holdout", "suppressed", "capped", "no_consent")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     recipient: RecipientRow
     status: str
@@ -166,5 +166,6 @@ def build_audience(session: Session, spec: CampaignSpec, now: datetime,
         at = selection.frame.positions([r.id for r in recipients])
         scores = [float(v) for v in selection.scores[at]]
         tiers = [str(v) for v in selection.tiers[at]]
-    return [Member(r, str(s), score, tier)
+    statuses = {value: str(value) for value in np.unique(status)}  # five strings, not one per member
+    return [Member(r, statuses[s], score, tier)
             for r, s, score, tier in zip(recipients, status, scores, tiers, strict=True)]

@@ -59,7 +59,7 @@ PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
 SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendTime:
     at: datetime
     local_hour: int

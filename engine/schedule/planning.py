@@ -55,7 +55,7 @@ def spec_record(spec: CampaignSpec) -> dict[str, Any]:
             "pool": spec.content.pool, "items": spec.content.items}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedMember:
     member: Member
     send_time: SendTime | None

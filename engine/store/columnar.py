@@ -130,11 +130,15 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attrib
     raw = sa.cast(col(Recipient.attributes), sa.Text) if attributes else sa.literal(None)
     statement = sa.select(*columns, raw).order_by(_by_id(session))
     found: list[RecipientRow] = []
+    # one string per distinct zone and locale, not one per row
+    zones: dict[str, str] = {}
+    locales: dict[str | None, str | None] = {}
     for partition in _partitions(session, statement):
         for recipient_id, email, timezone, locale, consent_email, consent_push, stored in zip(*partition,
                                                                                               strict=True):
             if keep(recipient_id):
-                found.append(RecipientRow(recipient_id, email, timezone, locale, bool(consent_email),
+                found.append(RecipientRow(recipient_id, email, zones.setdefault(timezone, timezone),
+                                          locales.setdefault(locale, locale), bool(consent_email),
                                           bool(consent_push), json.loads(stored) if stored else {}))
     return found
 

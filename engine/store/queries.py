@@ -48,7 +48,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start:start + IN_CHUNK]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecipientRow:
     id: str
     email: str | None
