@@ -251,9 +251,10 @@ def hillstrom(directory: Path, seed: int) -> dict[str, Any]:
     optimize = visit_spec.optimize
     # The policy ranks by the guarded scores (the item guard of `confidence`); the reward model of
     # DR is the model's own probabilities.
-    ranked = models["visit"].policy_scores(visit_scores, [i.id for i in test.items])
+    item_ids = [i.id for i in test.items]
+    ranked = models["visit"].policy_scores(visit_scores, item_ids)
     exploration = decayed_exploration(optimize.exploration, models["visit"].evidence, optimize.exploration_decay)
-    explorable = models["visit"].explorable([i.id for i in test.items])
+    explorable = models["visit"].explorable(item_ids)
     target = slot_distribution(ranked, np.ones(visit_scores.shape, dtype=bool), optimize.item_exploration,
                                exploration, optimize.temperature, explorable)
     logged = test.item

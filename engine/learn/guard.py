@@ -87,6 +87,12 @@ def pseudo_outcomes(scores: np.ndarray, logged: np.ndarray, rewards: np.ndarray,
     return np.asarray(out)
 
 
+def _bounded_mean(terms: np.ndarray, z: float) -> tuple[float, float]:
+    """The mean of ``terms`` and its lower confidence bound (``z`` standard errors below)."""
+    mean = float(terms.mean())
+    return mean, mean - z * float(terms.std() / np.sqrt(len(terms)))
+
+
 def choose_thresholds(scores: np.ndarray, outcomes: np.ndarray, item_ids: Sequence[str], confidence: float
                       ) -> ItemGuard:
     """The guard from out-of-fold ``scores`` and pseudo-``outcomes`` (both rows x items)."""
@@ -98,27 +104,21 @@ def choose_thresholds(scores: np.ndarray, outcomes: np.ndarray, item_ids: Sequen
     for item in range(scores.shape[1]):
         if item == default:
             continue
-        loss = outcomes[:, default] - outcomes[:, item]
-        worse_on_average = float(loss.mean()) - z * float(loss.std() / np.sqrt(len(loss))) > 0
+        name = str(item_ids[item])
+        difference = outcomes[:, item] - outcomes[:, default]
         gain = scores[:, item] - scores[:, default]
         positive = gain[gain > 0]
-        if len(positive) == 0:
-            if worse_on_average:
-                eliminated.append(str(item_ids[item]))
-            continue
-        best: tuple[float, float, float] | None = None
-        for threshold in np.unique(np.quantile(positive, THRESHOLD_QUANTILES)):
-            terms = np.where(gain >= threshold, outcomes[:, item] - outcomes[:, default], 0.0)
-            mean, error = float(terms.mean()), float(terms.std() / np.sqrt(len(terms)))
-            if best is None or mean - z * error > best[1]:
-                best = (mean, mean - z * error, float(threshold))
-        assert best is not None
-        estimates[str(item_ids[item])] = {"gain": round(best[0], 6), "lower_bound": round(best[1], 6),
-                                          "share": round(float((gain >= best[2]).mean()), 4)}
-        if best[1] > 0:
-            thresholds[str(item_ids[item])] = best[2]
-        elif worse_on_average:
-            eliminated.append(str(item_ids[item]))
+        if len(positive):
+            best = max(((*_bounded_mean(np.where(gain >= threshold, difference, 0.0), z), float(threshold))
+                        for threshold in np.unique(np.quantile(positive, THRESHOLD_QUANTILES))),
+                       key=lambda candidate: candidate[1])
+            estimates[name] = {"gain": round(best[0], 6), "lower_bound": round(best[1], 6),
+                               "share": round(float((gain >= best[2]).mean()), 4)}
+            if best[1] > 0:
+                thresholds[name] = best[2]
+                continue
+        if _bounded_mean(-difference, z)[1] > 0:  # worse than the default on average
+            eliminated.append(name)
     return ItemGuard(str(item_ids[default]), thresholds, confidence, estimates, tuple(eliminated))
 
 
