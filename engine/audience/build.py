@@ -19,7 +19,7 @@ never biases who is held out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,9 +116,9 @@ def select_recipients(session: Session, spec: CampaignSpec, now: datetime,
     return Selection(frame, selected, scores, tiers, propensity.name if scores is not None else None)
 
 
-def suppressed_mask(session: Session, recipients: Sequence[RecipientRow], channels: Sequence[str]) -> np.ndarray:
-    """True where a recipient must not be contacted on any of ``channels`` (by id or hashed address/id)."""
-    sets = columnar.suppression_sets(session, channels)
+def suppressed_mask(recipients: Sequence[RecipientRow], sets: columnar.SuppressionSets) -> np.ndarray:
+    """True where a recipient is in ``sets`` (the suppressions of a campaign's channels), by id or
+    by hashed address or id."""
     by_id = sets.recipient_ids
     found = np.fromiter((r.id in by_id for r in recipients), dtype=bool, count=len(recipients))
     if sets.address_hashes:
@@ -129,6 +129,9 @@ def suppressed_mask(session: Session, recipients: Sequence[RecipientRow], channe
     return found
 
 
+AUDIENCE_CHUNK = 10_000
+
+
 def build_audience(session: Session, spec: CampaignSpec, now: datetime,
                    model: PropensityModel | None = None, *, attributes: bool = True) -> list[Member]:
     """The members of ``spec``'s audience at ``now``, in recipient id order, with their status.
@@ -136,34 +139,56 @@ def build_audience(session: Session, spec: CampaignSpec, now: datetime,
     :param attributes: False: members' rows come without their attributes (see
         :func:`engine.store.columnar.read_recipient_rows`).
     """
-    selection = select_recipients(session, spec, now, model)
-    if not selection.selected.any():
-        return []
-    wanted = set(selection.ids)
-    recipients = columnar.read_recipient_rows(session, wanted.__contains__, attributes=attributes)
+    return [member for chunk in audience_chunks(session, spec, now, model, attributes=attributes)
+            for member in chunk]
 
+
+def audience_chunks(session: Session, spec: CampaignSpec, now: datetime, model: PropensityModel | None = None,
+                    *, attributes: bool = True, size: int = AUDIENCE_CHUNK) -> Iterator[list[Member]]:
+    """:func:`build_audience` a chunk of at most ``size`` members at a time, in id order.
+
+    Selection, scores and tiers are columns over everyone (a few bytes per recipient); the rows and
+    members, a Python object each, exist for one chunk at a time, so planning a large audience
+    holds one chunk of them however large it grows. Each chunk's rows are read through the
+    primary key, from its first selected id to its last.
+    """
+    selection = select_recipients(session, spec, now, model)
+    ids = selection.ids
+    suppressions = columnar.suppression_sets(session, spec.channels)
+    cap = spec.audience.frequency_cap
+    sent: np.ndarray | None = None
+    if cap is not None:
+        sent, _ = selection.frame.scatter(columnar.event_counts(session, "sent", now - cap.per), 0.0)
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        wanted = set(chunk)
+        recipients = columnar.read_recipient_rows(session, wanted.__contains__, attributes=attributes,
+                                                  first=chunk[0], last=chunk[-1])
+        yield _members(spec, selection, recipients, suppressions, sent)
+
+
+def _members(spec: CampaignSpec, selection: Selection, recipients: list[RecipientRow],
+             suppressions: columnar.SuppressionSets, sent: np.ndarray | None) -> list[Member]:
+    """Each recipient's status (the module docstring's order) and, if computed, score and tier."""
     status = np.full(len(recipients), "send", dtype=object)
     consenting = np.fromiter((any(reachable(r, c) for c in spec.channels) for r in recipients), dtype=bool,
                              count=len(recipients))
     status[~consenting] = "no_consent"
-    status[suppressed_mask(session, recipients, spec.channels) & consenting] = "suppressed"
+    status[suppressed_mask(recipients, suppressions) & consenting] = "suppressed"
 
     eligible = status == "send"
     if spec.audience.holdout > 0:
         held = (holdout_draw(spec.name, [r.id for r in recipients]) < spec.audience.holdout) & eligible
         status[held] = "holdout"
 
+    at = selection.frame.positions([r.id for r in recipients])
     cap = spec.audience.frequency_cap
-    if cap is not None:
-        counts = columnar.event_counts(session, "sent", now - cap.per)
-        sent_by_id = dict(zip(counts.recipient_ids, counts.values.tolist(), strict=True))
-        sent = np.fromiter((sent_by_id.get(r.id, 0.0) for r in recipients), dtype=float, count=len(recipients))
-        status[(sent >= cap.max) & (status == "send")] = "capped"
+    if cap is not None and sent is not None:
+        status[(sent[at] >= cap.max) & (status == "send")] = "capped"
 
     scores: list[float | None] = [None] * len(recipients)
     tiers: list[str | None] = [None] * len(recipients)
     if selection.scores is not None and selection.tiers is not None:
-        at = selection.frame.positions([r.id for r in recipients])
         scores = [float(v) for v in selection.scores[at]]
         tiers = [str(v) for v in selection.tiers[at]]
     statuses = {value: str(value) for value in np.unique(status)}  # five strings, not one per member

@@ -37,8 +37,8 @@ Vectorized per time zone (few); the UTC offset of a zone is taken at ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -113,23 +113,9 @@ class AnswerRates:
 def answer_rates(activity: Activity) -> AnswerRates:
     """The prompted and later answer rates by distance, from everyone with activity of their own
     (whose most active hour is known), each smoothed toward its overall rate."""
-    by_hour = activity.week_counts.reshape(len(activity.week_counts), 7, 24).sum(axis=1)
-    active = by_hour.sum(axis=1) > 0
-    mode = by_hour[active].argmax(axis=1)
-    distance = circular_distance(np.arange(24)[None, :], mode[:, None]).ravel()
-    sent = np.bincount(distance, weights=activity.sent[active].ravel(), minlength=13)
-    total = activity.sent.sum() + 2.0
-
-    def rate(counts: np.ndarray) -> np.ndarray:
-        overall = (counts.sum() + 1.0) / total
-        by_distance = np.bincount(distance, weights=counts[active].ravel(), minlength=13)
-        return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall) / (sent + SILENCE_PRIOR), overall])
-
-    later = np.maximum(activity.answered - activity.prompted, 0.0)
-    prompted, answered_later = rate(activity.prompted), rate(later)
-    # Together they are a probability: scale both down where their sum would reach 0.95.
-    scale = np.minimum(1.0, 0.95 / np.maximum(prompted + answered_later, 1e-12))
-    return AnswerRates(prompted * scale, answered_later * scale)
+    rates = HourEvidence.of(activity.week_counts, activity).prior().rates
+    assert rates is not None
+    return rates
 
 
 def _rising_logs(start: np.ndarray, limit: int) -> np.ndarray:
@@ -144,33 +130,137 @@ def profile_concentration(by_hour: np.ndarray, population: np.ndarray) -> float:
     profile is smoothed with: the one (of :data:`CONCENTRATIONS`) under which the hour counts of
     the recipients with two or more events of their own are likeliest (Dirichlet-multinomial
     marginal likelihood; a single event says nothing about it)."""
-    counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
-    if len(counts) < MIN_PROFILES:
-        return DAY_PRIOR
-    totals = counts.sum(axis=1)
-    limit = int(totals.max())
-    # How many recipients have each count at each hour, and each total: the likelihood is a sum
-    # over those few values rather than over recipients.
-    at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
-                          minlength=24 * (limit + 1)).reshape(24, limit + 1)
-    with_total = np.bincount(totals, minlength=limit + 1)
-    likelihood = [float((at_hour * _rising_logs(a * population, limit)).sum()
-                        - (with_total * _rising_logs(np.array([a]), limit)[0]).sum()) for a in CONCENTRATIONS]
-    return float(CONCENTRATIONS[int(np.argmax(likelihood))])
+    evidence = HourEvidence()
+    evidence.add_profiles(by_hour)
+    return evidence.concentration(population)
 
 
-def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None) -> np.ndarray:
+def _padded_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` over their last axis, the shorter one padded with zeros."""
+    width = max(a.shape[-1], b.shape[-1])
+
+    def padded(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, [*[(0, 0)] * (x.ndim - 1), (0, width - x.shape[-1])])
+
+    return np.asarray(padded(a) + padded(b))
+
+
+@dataclass(frozen=True)
+class HourPrior:
+    """What the send-time model learns from everyone before it looks at anyone: the population's
+    hour-of-day profile, how many pseudo-events of it a recipient's profile is smoothed with, the
+    answer rates by distance (None without sends in the log), and the messages in the log."""
+
+    population: np.ndarray  # (24,)
+    concentration: float
+    rates: AnswerRates | None
+    sent: float
+
+
+@dataclass
+class HourEvidence:
+    """The sums behind :class:`HourPrior`, added up over an audience a chunk at a time: every
+    statistic the prior reads from the whole audience is a sum over its recipients, so a large
+    audience is read in chunks and gives the same prior as read at once."""
+
+    by_hour: np.ndarray = field(default_factory=lambda: np.zeros(24))
+    # profiles of the recipients with two or more events: how many have each count at each hour,
+    # and each total (the Dirichlet-multinomial likelihood is a sum over these few values)
+    at_hour: np.ndarray = field(default_factory=lambda: np.zeros((24, 1), dtype=np.int64))
+    with_total: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    profiles: int = 0
+    # messages by distance of their send hour from their recipient's most active hour (recipients
+    # with activity of their own), and of those the answered ones, right after the send or later
+    sent_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    prompted_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    later_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    sent: float = 0.0
+    prompted: float = 0.0
+    later: float = 0.0
+
+    @classmethod
+    def of(cls, week_counts: np.ndarray, activity: Activity | None = None) -> HourEvidence:
+        evidence = cls()
+        evidence.add(week_counts, activity)
+        return evidence
+
+    def add(self, week_counts: np.ndarray, activity: Activity | None = None) -> None:
+        """Add the recipients of one chunk: their opens and clicks by local hour of week, and what
+        the log says of the messages sent to them."""
+        by_hour = week_counts.reshape(len(week_counts), 7, 24).sum(axis=1)
+        self.by_hour = self.by_hour + by_hour.sum(axis=0)
+        self.add_profiles(by_hour)
+        if activity is None:
+            return
+        active = by_hour.sum(axis=1) > 0
+        mode = by_hour[active].argmax(axis=1)
+        distance = circular_distance(np.arange(24)[None, :], mode[:, None]).ravel()
+        later = np.maximum(activity.answered - activity.prompted, 0.0)
+        for total, counts in (("sent", activity.sent), ("prompted", activity.prompted), ("later", later)):
+            setattr(self, total, getattr(self, total) + float(counts.sum()))
+            name = f"{total}_by_distance"
+            setattr(self, name, getattr(self, name)
+                    + np.bincount(distance, weights=counts[active].ravel(), minlength=13))
+
+    def add_profiles(self, by_hour: np.ndarray) -> None:
+        counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
+        if len(counts) == 0:
+            return
+        totals = counts.sum(axis=1)
+        limit = int(totals.max())
+        at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
+                              minlength=24 * (limit + 1)).reshape(24, limit + 1)
+        self.at_hour = _padded_sum(self.at_hour, at_hour)
+        self.with_total = _padded_sum(self.with_total, np.bincount(totals, minlength=limit + 1))
+        self.profiles += len(counts)
+
+    def concentration(self, population: np.ndarray) -> float:
+        if self.profiles < MIN_PROFILES:
+            return DAY_PRIOR
+        limit = len(self.with_total) - 1
+        likelihood = [float((self.at_hour * _rising_logs(a * population, limit)).sum()
+                            - (self.with_total * _rising_logs(np.array([a]), limit)[0]).sum())
+                      for a in CONCENTRATIONS]
+        return float(CONCENTRATIONS[int(np.argmax(likelihood))])
+
+    def prior(self) -> HourPrior:
+        population = self.by_hour + 1.0
+        population /= population.sum()
+        return HourPrior(population, self.concentration(population), self._rates(), self.sent)
+
+    def _rates(self) -> AnswerRates | None:
+        if self.sent <= 0:
+            return None
+        total = self.sent + 2.0
+
+        def rate(by_distance: np.ndarray, count: float) -> np.ndarray:
+            overall = (count + 1.0) / total
+            return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall)
+                                    / (self.sent_by_distance + SILENCE_PRIOR), overall])
+
+        prompted = rate(self.prompted_by_distance, self.prompted)
+        answered_later = rate(self.later_by_distance, self.later)
+        # Together they are a probability: scale both down where their sum would reach 0.95.
+        scale = np.minimum(1.0, 0.95 / np.maximum(prompted + answered_later, 1e-12))
+        return AnswerRates(prompted * scale, answered_later * scale)
+
+
+def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None,
+                     prior: HourPrior | None = None) -> np.ndarray:
     """(recipients x 168) smoothed hour-of-week preference (where the recipient reads) from opens
     and clicks by local hour of week, and (given the log's sends) the evidence of each message's
-    answer: none, right after the send, or later."""
+    answer: none, right after the send, or later.
+
+    :param prior: what was learned from the whole audience (default: from these recipients).
+    """
     n = len(week_counts)
+    prior = prior if prior is not None else HourEvidence.of(week_counts, activity).prior()
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
-    population = by_hour.sum(axis=0) + 1.0
-    population /= population.sum()
-    prior = profile_concentration(by_hour, population)
-    own_day = (by_hour + prior * population) / (by_hour.sum(axis=1, keepdims=True) + prior)
-    if activity is not None and activity.sent.sum() > 0:
-        prompted, later, silent = answer_rates(activity).by_distance(
+    population = prior.population
+    own_day = (by_hour + prior.concentration * population) / (by_hour.sum(axis=1, keepdims=True)
+                                                              + prior.concentration)
+    if activity is not None and prior.rates is not None and activity.sent.sum() > 0:
+        prompted, later, silent = prior.rates.by_distance(
             circular_distance(np.arange(24)[:, None], np.arange(24)[None, :]))   # (send hour h x own hour a)
         # log P(what happened to the messages | own hour a), summed over the recipient's messages.
         silences = np.maximum(activity.sent - activity.answered, 0.0)
@@ -266,25 +356,29 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
 def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequence[str], zones: Sequence[str],
                     now: datetime, *, exploration: float = 0.0, rng: np.random.Generator | None = None,
                     delayed: np.ndarray | None = None, delay: timedelta = timedelta(0),
-                    exploration_decay: int | None = None) -> list[SendTime]:
+                    exploration_decay: int | None = None, prior: HourPrior | None = None) -> list[SendTime]:
     """One :class:`SendTime` per recipient (aligned with ``recipient_ids``).
 
     :param delayed: recipients planned from ``now + delay`` rather than ``now`` (a staged test's
         held-back share).
-    :param exploration_decay: shrink ``exploration`` with the messages in the batch's log (see
+    :param exploration_decay: shrink ``exploration`` with the messages in the audience's log (see
         :func:`engine.learn.exploration.decayed_exploration`).
+    :param prior: what the model learned from the whole audience, when these recipients are one
+        chunk of it (:func:`hour_prior`); by default, from these recipients.
     """
     count = len(recipient_ids)
     if count == 0:
         return []
     rng = rng if rng is not None else np.random.default_rng(int(now.timestamp()))
-    zone_names = [z if schedule.timezone == "recipient" else schedule.timezone for z in zones]
+    zone_names = _zone_names(schedule, zones)
     offsets = zone_offsets(zone_names, now)
     optimize = schedule.send_time == "optimize"
-    activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now) if optimize else None
-    preference = hour_preferences(activity.week_counts, activity) if activity is not None else None
-    if activity is not None:
-        exploration = decayed_exploration(exploration, float(activity.sent.sum()), exploration_decay)
+    preference: np.ndarray | None = None
+    if optimize:
+        activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now)
+        prior = prior if prior is not None else HourEvidence.of(activity.week_counts, activity).prior()
+        preference = hour_preferences(activity.week_counts, activity, prior)
+        exploration = decayed_exploration(exploration, prior.sent, exploration_decay)
     start = np.full(count, now.timestamp())
     if delayed is not None:
         start = np.where(delayed, start + delay.total_seconds(), start)
@@ -304,20 +398,54 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
             for t, h, p in zip(at, local_hour, probability, strict=True)]
 
 
+def _zone_names(schedule: Schedule, zones: Sequence[str]) -> list[str]:
+    return [z if schedule.timezone == "recipient" else schedule.timezone for z in zones]
+
+
+def hour_prior(session: Session, schedule: Schedule, chunks: Iterable[tuple[Sequence[str], Sequence[str]]],
+               now: datetime) -> HourPrior:
+    """The prior of an audience read a chunk at a time: ``chunks`` yields (recipient ids, zones)."""
+    evidence = HourEvidence()
+    for recipient_ids, zones in chunks:
+        if len(recipient_ids):
+            activity = activity_by_hour_of_week(session, recipient_ids, _zone_names(schedule, zones), now)
+            evidence.add(activity.week_counts, activity)
+    return evidence.prior()
+
+
+class CampaignSendTimes:
+    """Send times for a run of ``spec``: its schedule, its exploration, and its staged test (if any:
+    a random ``explore`` share is planned from now, the rest from now + ``wait``), for one chunk of
+    its audience after another.
+
+    :param prior: what was learned from the whole audience (:func:`hour_prior`); None: each call
+        learns it from the recipients it is given (the whole audience in one call).
+    """
+
+    def __init__(self, session: Session, spec: CampaignSpec, now: datetime, rng: np.random.Generator | None = None,
+                 prior: HourPrior | None = None) -> None:
+        self.session, self.spec, self.prior = session, spec, prior
+        self.rng = rng if rng is not None else np.random.default_rng(
+            int.from_bytes(spec.name.encode()[:8], "big") ^ int(now.timestamp()))
+
+    def plan(self, recipient_ids: Sequence[str], zones: Sequence[str], start: datetime) -> list[SendTime]:
+        spec = self.spec
+        staged = spec.optimize.staged
+        delayed = self.rng.random(len(recipient_ids)) >= staged.explore if staged is not None else None
+        return plan_send_times(self.session, spec.schedule, recipient_ids, zones, start,
+                               exploration=spec.optimize.exploration, rng=self.rng, delayed=delayed,
+                               delay=staged.wait if staged is not None else timedelta(0),
+                               exploration_decay=spec.optimize.exploration_decay, prior=self.prior)
+
+
 def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids: Sequence[str],
                              zones: Sequence[str], now: datetime, rng: np.random.Generator | None = None
                              ) -> list[SendTime]:
-    """Send times for a run of ``spec``: its schedule, its exploration, and its staged test (if any:
-    a random ``explore`` share is planned from now, the rest from now + ``wait``)."""
-    rng = rng if rng is not None else np.random.default_rng(
-        int.from_bytes(spec.name.encode()[:8], "big") ^ int(now.timestamp()))
-    staged = spec.optimize.staged
-    delayed = rng.random(len(recipient_ids)) >= staged.explore if staged is not None else None
-    return plan_send_times(session, spec.schedule, recipient_ids, zones, now, exploration=spec.optimize.exploration,
-                           rng=rng, delayed=delayed, delay=staged.wait if staged is not None else timedelta(0),
-                           exploration_decay=spec.optimize.exploration_decay)
+    """Send times for a run of ``spec`` whose whole audience is ``recipient_ids`` (see
+    :class:`CampaignSendTimes`)."""
+    return CampaignSendTimes(session, spec, now, rng).plan(recipient_ids, zones, now)
 
 
-__all__ = ["Activity", "AnswerRates", "SendTime", "allowed_minutes", "answer_rates", "choose_send_times",
-           "hour_preferences",
-           "plan_campaign_send_times", "plan_send_times"]
+__all__ = ["Activity", "AnswerRates", "CampaignSendTimes", "HourEvidence", "HourPrior", "SendTime", "allowed_minutes",
+           "answer_rates", "choose_send_times", "hour_preferences", "hour_prior", "plan_campaign_send_times",
+           "plan_send_times"]

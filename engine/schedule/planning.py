@@ -7,7 +7,8 @@ or a terminal state saying why not (holdout, suppressed, capped, no_consent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,16 +17,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlmodel import Session
 
-from engine.audience.build import Member, build_audience
+from engine.audience.build import AUDIENCE_CHUNK, Member, audience_chunks, build_audience
 from engine.audience.propensity import PropensityModel
 from engine.errors import SpecError
 from engine.features.content import build_item_table
-from engine.learn.sendtime import SendTime, plan_campaign_send_times
+from engine.learn.sendtime import CampaignSendTimes, SendTime, hour_prior, plan_campaign_send_times
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
 from engine.store.tables import MessageState
 
-INSERT_CHUNK = 5000
 _STATE_OF_STATUS = {"send": MessageState.PLANNED, "holdout": MessageState.HOLDOUT,
                     "suppressed": MessageState.SUPPRESSED, "capped": MessageState.CAPPED,
                     "no_consent": MessageState.NO_CONSENT}
@@ -71,27 +71,54 @@ def plan_members(session: Session, spec: CampaignSpec, now: datetime,
     :param rng: the source of send-time exploration.
     :param wall_clock: a naive local time (a recipient-time cron's firing): each recipient's send
         time is planned from that wall-clock time in their own zone, not from ``now``.
-    :param attributes: False: members' rows without their attributes (a run's plan needs none;
-        the pump reads each recipient afresh when their message goes out).
+    :param attributes: False: members' rows without their attributes.
     """
-    members = build_audience(session, spec, now, propensity, attributes=attributes)
-    sending = [m for m in members if m.status == "send"]
-    send_time: dict[str, SendTime] = {}
-    groups = ({None: sending} if wall_clock is None else
-              {zone: [m for m in sending if m.recipient.timezone == zone]
-               for zone in sorted({m.recipient.timezone for m in sending})})
-    for zone, group in groups.items():
-        start = now if zone is None or wall_clock is None else max(now, wall_clock.replace(tzinfo=ZoneInfo(zone)))
-        times = plan_campaign_send_times(session, spec, [m.recipient.id for m in group],
-                                         [m.recipient.timezone for m in group], start, rng)
-        send_time.update((m.recipient.id, t) for m, t in zip(group, times, strict=True))
-    return [PlannedMember(m, send_time.get(m.recipient.id)) for m in members]
+    return [entry for chunk in planned_chunks(session, spec, now, propensity, rng, wall_clock, attributes)
+            for entry in chunk]
+
+
+def planned_chunks(session: Session, spec: CampaignSpec, now: datetime,
+                   propensity: PropensityModel | None = None, rng: np.random.Generator | None = None,
+                   wall_clock: datetime | None = None, attributes: bool = True,
+                   size: int = AUDIENCE_CHUNK) -> Iterator[list[PlannedMember]]:
+    """:func:`plan_members` a chunk of at most ``size`` members at a time (see
+    :func:`engine.audience.build.audience_chunks`); the send-time model reads what it learns from
+    the whole audience before it plans the first chunk."""
+    def audience() -> Iterator[list[Member]]:
+        return audience_chunks(session, spec, now, propensity, attributes=attributes, size=size)
+
+    chunks = audience()
+    first = next(chunks, [])
+    second = next(chunks, None)
+    prior = None
+    if spec.schedule.send_time == "optimize" and (second is not None or wall_clock is not None):
+        # The model's prior is a sum over the whole audience: a first pass reads it chunk by chunk
+        # (time zones planned apart share it too).
+        addressed = ([m.recipient for m in members if m.status == "send"]
+                     for members in (audience() if second is not None else [first]))
+        prior = hour_prior(session, spec.schedule, (([r.id for r in rows], [r.timezone for r in rows])
+                                                    for rows in addressed), now)
+    planner = CampaignSendTimes(session, spec, now, rng, prior)
+    for members in itertools.chain([first], [second] if second is not None else [], chunks):
+        sending = [m for m in members if m.status == "send"]
+        send_time: dict[str, SendTime] = {}
+        groups = ({None: sending} if wall_clock is None else
+                  {zone: [m for m in sending if m.recipient.timezone == zone]
+                   for zone in sorted({m.recipient.timezone for m in sending})})
+        for zone, group in groups.items():
+            start = now if zone is None or wall_clock is None else max(now, wall_clock.replace(tzinfo=ZoneInfo(zone)))
+            times = planner.plan([m.recipient.id for m in group], [m.recipient.timezone for m in group], start)
+            send_time.update((m.recipient.id, t) for m, t in zip(group, times, strict=True))
+        yield [PlannedMember(m, send_time.get(m.recipient.id)) for m in members]
 
 
 def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "manual",
              rng: np.random.Generator | None = None, *, key: str | None = None,
              wall_clock: datetime | None = None) -> PlannedRun:
     """Create a run of ``spec`` at ``now`` with one Message per audience member, in one transaction.
+
+    The audience is planned and written a chunk at a time, so the memory it takes does not grow
+    with it (:func:`planned_chunks`).
 
     :param key: makes the run idempotent: when a run of the campaign with that key exists (a
         firing already planned by this or another process), nothing is written and that run is
@@ -104,18 +131,13 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
         if existing is not None and existing.id is not None:
             return PlannedRun(existing.id, {}, created=False)
         queries.save_campaign(session, spec.name, str(spec.source), spec.spec_hash, spec_record(spec))
-        planned = plan_members(session, spec, now, rng=rng, wall_clock=wall_clock, attributes=False)
         run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now, key=key)
         assert run.id is not None
-        rows: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
-        for entry in planned:
-            if len(rows) >= INSERT_CHUNK:  # keep at most one chunk of rows in memory
-                outbox.insert_messages(session, rows)
-                rows = []
-            counts[entry.member.status] = counts.get(entry.member.status, 0) + 1
-            rows.append(_message_row(run.id, spec, entry, now))
-        outbox.insert_messages(session, rows)
+        for chunk in planned_chunks(session, spec, now, rng=rng, wall_clock=wall_clock, attributes=False):
+            for entry in chunk:
+                counts[entry.member.status] = counts.get(entry.member.status, 0) + 1
+            outbox.insert_messages(session, [_message_row(run.id, spec, entry, now) for entry in chunk])
         if not counts.get("send"):
             outbox.finish_run_if_done(session, run.id, now)
     return PlannedRun(run.id, counts)

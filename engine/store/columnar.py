@@ -25,6 +25,7 @@ from sqlmodel import Session, col
 from engine.store.queries import RecipientRow
 from engine.store.tables import (
     ContentItem,
+    Device,
     Event,
     Recipient,
     Segment,
@@ -33,7 +34,7 @@ from engine.store.tables import (
     Suppression,
 )
 
-PARTITION = 50_000
+PARTITION = 10_000  # rows per fetch: a partition of Python tuples is what a streamed read holds at once
 RECIPIENT_FIELDS = ("id", "email", "timezone", "locale", "consent_email", "consent_push")
 _BOOLEAN_FIELDS = ("consent_email", "consent_push")  # SQLite hands these back as 0 and 1
 
@@ -117,18 +118,32 @@ def read_recipient_columns(session: Session, fields: Sequence[str] = (),
     return RecipientColumnsRead(ids, columns)
 
 
-def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attributes: bool = True
-                        ) -> list[RecipientRow]:
+_NO_ATTRIBUTES: dict[str, Any] = {}  # shared by the rows read without attributes; never written to
+
+
+def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attributes: bool = True,
+                        first: str | None = None, last: str | None = None) -> list[RecipientRow]:
     """The full rows of the recipients whose id ``keep`` accepts, in id order (one streamed scan;
-    only the kept rows' attributes are decoded).
+    only the kept rows' attributes are decoded), with whether each has an active push device.
 
     :param attributes: False leaves every row's ``attributes`` empty, for callers that need only
         addresses, zones and consent (planning a large audience: the decoded attributes would be
         most of its memory).
+    :param first: read only ids from ``first`` on (in id order), and :param last: up to ``last``
+        included: one chunk of an audience, read through the primary key.
     """
     columns = [col(getattr(Recipient, name)) for name in RECIPIENT_FIELDS]
     raw = sa.cast(col(Recipient.attributes), sa.Text) if attributes else sa.literal(None)
-    statement = sa.select(*columns, raw).order_by(_by_id(session))
+    by_id = _by_id(session)
+    statement = sa.select(*columns, raw).order_by(by_id)
+    devices = sa.select(col(Device.recipient_id)).where(col(Device.active)).distinct()
+    if first is not None:
+        statement = statement.where(by_id >= first)
+        devices = devices.where(_device_owner(session) >= first)
+    if last is not None:
+        statement = statement.where(by_id <= last)
+        devices = devices.where(_device_owner(session) <= last)
+    with_device = set(session.execute(devices).scalars())
     found: list[RecipientRow] = []
     # one string per distinct zone and locale, not one per row
     zones: dict[str, str] = {}
@@ -139,8 +154,15 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attrib
             if keep(recipient_id):
                 found.append(RecipientRow(recipient_id, email, zones.setdefault(timezone, timezone),
                                           locales.setdefault(locale, locale), bool(consent_email),
-                                          bool(consent_push), json.loads(stored) if stored else {}))
+                                          bool(consent_push), json.loads(stored) if stored else _NO_ATTRIBUTES,
+                                          recipient_id in with_device))
     return found
+
+
+def _device_owner(session: Session) -> Any:
+    if _dialect(session) == "postgresql":
+        return col(Device.recipient_id).collate("C")
+    return col(Device.recipient_id)
 
 
 @dataclass(frozen=True)

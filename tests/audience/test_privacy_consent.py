@@ -11,6 +11,7 @@ from engine.audience.build import suppressed_mask
 from engine.schedule.planning import plan_run
 from engine.spec import load_campaign
 from engine.store import Device, Event, Message, Recipient, Store, Suppression
+from engine.store.columnar import suppression_sets
 from engine.store.consent import set_consent
 from engine.store.db import upsert
 from engine.store.privacy import erase_recipient, export_recipient
@@ -168,5 +169,5 @@ def test_erase_removes_everything_and_keeps_only_hashes(store: Store) -> None:
         returning = [RecipientRow("p1", None, "UTC", None, True, True, {}),
                      RecipientRow("p2", "P1@example.test", "UTC", None, True, True, {}),
                      RecipientRow("p3", "p3@example.test", "UTC", None, True, True, {})]
-        assert suppressed_mask(session, returning, ["email"]).tolist() == [True, True, False]
+        assert suppressed_mask(returning, suppression_sets(session, ["email"])).tolist() == [True, True, False]
         assert erase_recipient(session, "nobody", NOW) is None
