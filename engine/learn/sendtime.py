@@ -196,11 +196,16 @@ class HourEvidence:
         mode = by_hour[active].argmax(axis=1)
         distance = circular_distance(np.arange(24)[None, :], mode[:, None]).ravel()
         later = np.maximum(activity.answered - activity.prompted, 0.0)
-        for total, counts in (("sent", activity.sent), ("prompted", activity.prompted), ("later", later)):
-            setattr(self, total, getattr(self, total) + float(counts.sum()))
-            name = f"{total}_by_distance"
-            setattr(self, name, getattr(self, name)
-                    + np.bincount(distance, weights=counts[active].ravel(), minlength=13))
+
+        def by_distance(counts: np.ndarray) -> np.ndarray:
+            return np.bincount(distance, weights=counts[active].ravel(), minlength=13)
+
+        self.sent_by_distance = self.sent_by_distance + by_distance(activity.sent)
+        self.prompted_by_distance = self.prompted_by_distance + by_distance(activity.prompted)
+        self.later_by_distance = self.later_by_distance + by_distance(later)
+        self.sent += float(activity.sent.sum())
+        self.prompted += float(activity.prompted.sum())
+        self.later += float(later.sum())
 
     def add_profiles(self, by_hour: np.ndarray) -> None:
         counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)

@@ -43,10 +43,11 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _by_id(session: Session) -> Any:
+def _by_id(session: Session, column: Any = Recipient.id) -> Any:
+    """``column`` (a recipient id) ordered by code point on both databases."""
     if _dialect(session) == "postgresql":
-        return col(Recipient.id).collate("C")
-    return col(Recipient.id)
+        return col(column).collate("C")
+    return col(column)
 
 
 def _attribute_json(session: Session, name: str) -> sa.ColumnElement[Any]:
@@ -136,13 +137,14 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attrib
     raw = sa.cast(col(Recipient.attributes), sa.Text) if attributes else sa.literal(None)
     by_id = _by_id(session)
     statement = sa.select(*columns, raw).order_by(by_id)
+    owner = _by_id(session, Device.recipient_id)
     devices = sa.select(col(Device.recipient_id)).where(col(Device.active)).distinct()
     if first is not None:
         statement = statement.where(by_id >= first)
-        devices = devices.where(_device_owner(session) >= first)
+        devices = devices.where(owner >= first)
     if last is not None:
         statement = statement.where(by_id <= last)
-        devices = devices.where(_device_owner(session) <= last)
+        devices = devices.where(owner <= last)
     with_device = set(session.execute(devices).scalars())
     found: list[RecipientRow] = []
     # one string per distinct zone and locale, not one per row
@@ -157,12 +159,6 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attrib
                                           bool(consent_push), json.loads(stored) if stored else _NO_ATTRIBUTES,
                                           recipient_id in with_device))
     return found
-
-
-def _device_owner(session: Session) -> Any:
-    if _dialect(session) == "postgresql":
-        return col(Device.recipient_id).collate("C")
-    return col(Device.recipient_id)
 
 
 @dataclass(frozen=True)
