@@ -26,7 +26,7 @@ from sqlmodel import Session
 from engine.features.events import codes
 from engine.learn.attribution import last_touch
 from engine.learn.bandit.base import ArmOutcomes
-from engine.store.campaign_columns import read_outcome_log
+from engine.store.campaign_columns import outcome_log_chunks
 
 GUARDRAIL_WINDOW = timedelta(days=7)
 ALL = "(all)"  # the key of the campaign-wide outcomes among the groups'
@@ -45,56 +45,94 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
     """Per-variant outcomes overall (key :data:`ALL`) and per group of ``labels`` ({recipient: group}).
 
     A message counts for the group its recipient is in now; recipients in no group count only
-    overall. Groups without messages are absent.
+    overall. Groups without messages are absent. The log is read a chunk of whole recipients at
+    a time (:func:`engine.store.campaign_columns.outcome_log_chunks`): what stays is the counts,
+    the goals' delays and the messages still inside their goal window.
     """
     kinds = (goal_event, "unsubscribe", "complaint")
     types = list(dict.fromkeys(kinds))
-    log = read_outcome_log(session, campaign, variants, types, now, with_recipients=bool(labels))
-    if not len(log.send_ts):
-        return {}
-    arm = log.send_variant
-    reached = []
-    trial = np.ones(len(log.send_ts))
-    for kind in kinds:
-        chosen = (log.response_type == types.index(kind)) & (log.response_ts < now.timestamp())
-        window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
-        credited = last_touch(log.send_recipient, log.send_ts, log.response_recipient[chosen],
-                              log.response_ts[chosen], window.total_seconds())
-        hit = np.zeros(len(log.send_ts), dtype=bool)
-        hit[credited[credited >= 0]] = True
-        reached.append(hit)
-        if kind == goal_event:
-            trial = goal_trial_weights(log.send_ts, hit, credited, log.response_ts[chosen], window.total_seconds(),
-                                       now.timestamp())
-    names = sorted(set(labels.values()) - {ALL})
-    person_group = codes([labels.get(r) for r in log.recipients or []], names)
-    group = person_group[log.send_recipient] if len(person_group) else np.full(len(arm), -1)
-    found: dict[str, ArmOutcomes] = {}
-    for name, rows in [(ALL, arm >= 0), *((n, (arm >= 0) & (group == g)) for g, n in enumerate(names))]:
-        if rows.any():
-            k = len(variants)
-            goals, unsubscribes, complaints = (np.bincount(arm[rows & hit], minlength=k).astype(float)
-                                               for hit in reached)
-            found[name] = ArmOutcomes(np.bincount(arm[rows], minlength=k).astype(float), goals, unsubscribes,
-                                      complaints, np.bincount(arm[rows], weights=trial[rows], minlength=k))
-    return found
+    groups = sorted(set(labels.values()) - {ALL})
+    tally = OutcomeTally(len(variants), groups, goal_window.total_seconds(), now.timestamp())
+    for log in outcome_log_chunks(session, campaign, variants, types, now, with_recipients=bool(labels)):
+        reached, delays = [], np.zeros(0)
+        for kind in kinds:
+            chosen = (log.response_type == types.index(kind)) & (log.response_ts < now.timestamp())
+            window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
+            credited = last_touch(log.send_recipient, log.send_ts, log.response_recipient[chosen],
+                                  log.response_ts[chosen], window.total_seconds())
+            hit = np.zeros(len(log.send_ts), dtype=bool)
+            hit[credited[credited >= 0]] = True
+            reached.append(hit)
+            if len(reached) == 1:
+                delays = first_goal_delays(log.send_ts, credited, log.response_ts[chosen])
+        group = (codes([labels.get(r) for r in log.recipients], groups)[log.send_recipient] if log.recipients
+                 else np.full(len(log.send_ts), -1, dtype=np.int64))
+        tally.add(log.send_ts, log.send_variant, group, reached[0], delays, reached[1], reached[2])
+    return tally.outcomes()
 
 
-def goal_trial_weights(sent_ts: np.ndarray, reached: np.ndarray, credited: np.ndarray, goal_ts: np.ndarray,
-                       window_seconds: float, now: float) -> np.ndarray:
-    """Each message's weight as a trial of the goal (see the module docstring).
+class OutcomeTally:
+    """Per-variant outcomes summed over chunks of the outcome log, overall and per group.
+
+    Counts add up as chunks arrive. The goal's trial weights need every goal's delay first (see
+    the module docstring), so what is kept to the end is those delays and the pending messages
+    (sent, unanswered, still inside their goal window): their variant, group and age.
+    """
+
+    def __init__(self, arms: int, groups: Sequence[str], window_seconds: float, now: float) -> None:
+        self.arms, self.groups = arms, list(groups)
+        self.window, self.now = window_seconds, now
+        # sends, goals, unsubscribes, complaints; row 0 overall, row 1 + g for group g
+        self.counts = np.zeros((4, len(self.groups) + 1, arms))
+        self.settled: list[np.ndarray] = []
+        self.reached: list[np.ndarray] = []
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, sent_ts: np.ndarray, arm: np.ndarray, group: np.ndarray, goal: np.ndarray, delays: np.ndarray,
+            unsubscribed: np.ndarray, complained: np.ndarray) -> None:
+        """Messages sent at ``sent_ts`` of variant ``arm`` (-1: another) to recipients in ``group``
+        (-1: none): whether each reached the goal (after ``delays``), an unsubscribe or a complaint."""
+        known = arm >= 0
+        for row, hit in enumerate((known, known & goal, known & unsubscribed, known & complained)):
+            self.counts[row] += self._by_group(arm[hit], group[hit])
+        age = self.now - sent_ts
+        self.settled.append(delays[goal & (age >= self.window)])
+        self.reached.append(delays[goal])
+        pending = known & ~goal & (age < self.window)
+        self.pending.append((arm[pending].astype(np.int32), group[pending].astype(np.int32), age[pending]))
+
+    def outcomes(self) -> dict[str, ArmOutcomes]:
+        """Overall (key :data:`ALL`) and per group; groups without messages are absent."""
+        sends, goals, unsubscribes, complaints = self.counts
+        trials = sends.copy()
+        settled, reached = np.concatenate([[], *self.settled]), np.concatenate([[], *self.reached])
+        delays = np.sort(settled if len(settled) >= MIN_DELAYS else reached)
+        if len(delays) >= MIN_DELAYS and self.pending:
+            arm, group, age = (np.concatenate(column) for column in zip(*self.pending, strict=True))
+            trials += self._by_group(arm, group, pending_weights(delays, age)) - self._by_group(arm, group)
+        return {name: ArmOutcomes(sends[row], goals[row], unsubscribes[row], complaints[row], trials[row])
+                for row, name in enumerate([ALL, *self.groups]) if sends[row].sum() > 0}
+
+    def _by_group(self, arm: np.ndarray, group: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        k, grouped = self.arms, group >= 0
+        table = np.zeros((len(self.groups) + 1, k))
+        table[0] = np.bincount(arm, weights=weights, minlength=k)
+        table[1:] = np.bincount(group[grouped] * k + arm[grouped], weights=None if weights is None else
+                                weights[grouped], minlength=len(self.groups) * k).reshape(len(self.groups), k)
+        return table
+
+
+def first_goal_delays(sent_ts: np.ndarray, credited: np.ndarray, goal_ts: np.ndarray) -> np.ndarray:
+    """Each message's delay to its first credited goal (inf when none).
 
     :param credited: for each goal event (at ``goal_ts``), the message it is credited to, or -1.
     """
-    weights = np.ones(len(sent_ts))
-    to_message = credited >= 0
     first = np.full(len(sent_ts), np.inf)
+    to_message = credited >= 0
     np.minimum.at(first, credited[to_message], goal_ts[to_message] - sent_ts[credited[to_message]])
-    age = now - sent_ts
-    settled = reached & (age >= window_seconds)
-    delays = np.sort(first[settled] if int(settled.sum()) >= MIN_DELAYS else first[reached])
-    if len(delays) < MIN_DELAYS:
-        return weights
-    pending = ~reached & (age < window_seconds)
-    weights[pending] = np.searchsorted(delays, np.maximum(age[pending], 0.0), side="right") / len(delays)
-    return weights
+    return first
+
+
+def pending_weights(delays: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """The share of goals (``delays``, sorted) that arrive within each pending message's ``age``."""
+    return np.asarray(np.searchsorted(delays, np.maximum(age, 0.0), side="right") / len(delays))

@@ -7,7 +7,7 @@ Python object per row beyond what the driver hands over.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.columnar import _epoch_seconds, _partitions
+from engine.store.columnar import PARTITION, _epoch_seconds, _partitions
 from engine.store.tables import Event, Message, Run, UTCDateTime
 
 
@@ -98,7 +98,7 @@ def campaign_runs(session: Session, campaign: str) -> list[Run]:
 
 @dataclass(frozen=True)
 class OutcomeLog:
-    """A campaign's logged sends and the events that may answer them, as numbers only: each
+    """Logged sends of a campaign and the events that may answer them, as numbers only: each
     recipient is a code (0, 1, ... in the order the log was read), each variant and event type
     an index into the names asked for (-1 for others)."""
 
@@ -110,27 +110,25 @@ class OutcomeLog:
     response_ts: np.ndarray
     recipients: list[str] | None  # each code's recipient id, when asked for
 
-    @classmethod
-    def empty(cls, with_recipients: bool) -> OutcomeLog:
-        integers, times = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return cls(integers, times, integers, integers, integers, times, [] if with_recipients else None)
 
-
-def read_outcome_log(session: Session, campaign: str, variants: Sequence[str], types: Sequence[str],
-                     until: datetime, *, with_recipients: bool = False) -> OutcomeLog:
+def outcome_log_chunks(session: Session, campaign: str, variants: Sequence[str], types: Sequence[str],
+                       until: datetime, *, with_recipients: bool = False,
+                       size: int = PARTITION) -> Iterator[OutcomeLog]:
     """The first ``sent`` event of each message ``campaign`` sent before ``until``, and the events
-    of ``types`` from the first of them to ``until`` that name ``campaign`` or no campaign.
+    of ``types`` from the first of them to ``until`` that name ``campaign`` or no campaign, in
+    chunks of about ``size`` rows that each hold *whole recipients*: everything that can credit
+    an answer to a send is in one chunk, so attribution runs chunk by chunk.
 
-    One query, ordered by recipient, read a partition at a time: recipients become codes as
-    they stream past, so memory holds a few numbers per row, not a string per row (the bandit
-    re-reads this every few seconds in every sending process, over every send of the campaign).
+    One query, ordered by recipient and read ``size`` rows at a time; codes count from 0 in each
+    chunk. Memory holds one chunk of numbers, never the whole log: the bandit re-reads this every
+    few seconds in every sending process, over every send of the campaign.
     """
     ts = _epoch_seconds(session, sa.type_coerce(col(Event.ts), UTCDateTime))
     is_send = (col(Event.campaign) == campaign, col(Event.type) == "sent",
                sa.or_(col(Event.position).is_(None), col(Event.position) == 0))
     first = session.connection().execute(sa.select(sa.func.min(col(Event.ts))).where(*is_send)).scalar()
     if first is None:
-        return OutcomeLog.empty(with_recipients)
+        return
     kind = sa.case(*((col(Event.type) == name, index) for index, name in enumerate(types)), else_=-1)
     sends = sa.select(col(Event.recipient_id).label("recipient"), ts.label("ts"), sa.literal(-2).label("kind"),
                       col(Event.variant).label("variant")).where(*is_send, col(Event.ts) < until,
@@ -142,22 +140,38 @@ def read_outcome_log(session: Session, campaign: str, variants: Sequence[str], t
     log = sa.union_all(sends, answers).subquery()
     statement = sa.select(log.c.recipient, log.c.ts, log.c.kind, log.c.variant).order_by(log.c.recipient)
     variant_index = {name: index for index, name in enumerate(variants)}
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    recipients: list[str] | None = [] if with_recipients else None
+    names: list[str] = []  # the ids of the codes not yet handed out, when asked for
+    held: list[np.ndarray] | None = None  # the rows of the last recipient read, who may go on
     code, previous = -1, None
-    for people, moments, kinds, arms in _partitions(session, statement):
+    for people, moments, kinds, arms in _partitions(session, statement, size=size):
         who = []
         for recipient in people:  # rows of one recipient are adjacent: a new code at each change
             if recipient != previous:
                 code, previous = code + 1, recipient
-                if recipients is not None:
-                    recipients.append(recipient)
+                if with_recipients:
+                    names.append(recipient)
             who.append(code)
-        kind_codes = np.array(kinds, dtype=np.int64)
-        parts.append((np.array(who, dtype=np.int64), np.array(moments, dtype=float), kind_codes,
-                      np.array([variant_index.get(a, -1) for a in arms], dtype=np.int64)))
-    if not parts:
-        return OutcomeLog.empty(with_recipients)
-    codes, times, kinds_all, arm = (np.concatenate(column) for column in zip(*parts, strict=True))
-    sent = kinds_all == -2
-    return OutcomeLog(codes[sent], times[sent], arm[sent], codes[~sent], kinds_all[~sent], times[~sent], recipients)
+        rows = [np.array(who, dtype=np.int64), np.array(moments, dtype=float), np.array(kinds, dtype=np.int64),
+                np.array([variant_index.get(a, -1) for a in arms], dtype=np.int64)]
+        if held is not None:
+            rows = [np.concatenate(pair) for pair in zip(held, rows, strict=True)]
+        last = int(np.searchsorted(rows[0], rows[0][-1]))  # where the last recipient's rows start
+        held = [column[last:] for column in rows]
+        if last:
+            yield _outcome_chunk([column[:last] for column in rows], names if with_recipients else None)
+    if held is not None:
+        yield _outcome_chunk(held, names if with_recipients else None)
+
+
+def _outcome_chunk(rows: list[np.ndarray], names: list[str] | None) -> OutcomeLog:
+    """One chunk of whole recipients, its codes counted from 0; hands their ids over from ``names``."""
+    codes, times, kinds, arm = rows
+    base = int(codes[0])
+    codes = codes - base
+    recipients = None
+    if names is not None:
+        count = int(codes[-1]) + 1
+        recipients = names[:count]
+        del names[:count]
+    sent = kinds == -2
+    return OutcomeLog(codes[sent], times[sent], arm[sent], codes[~sent], kinds[~sent], times[~sent], recipients)

@@ -63,8 +63,9 @@ def _decode(texts: Sequence[str | None]) -> list[Any]:
     return list(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
 
 
-def _partitions(session: Session, statement: Any, *, typed: bool = False) -> Iterator[list[tuple[Any, ...]]]:
-    """Column tuples of the result, a partition at a time.
+def _partitions(session: Session, statement: Any, *, typed: bool = False,
+                size: int = PARTITION) -> Iterator[list[tuple[Any, ...]]]:
+    """Column tuples of the result, ``size`` rows at a time.
 
     Not a server-side cursor: PostgreSQL plans cursors for their first rows and without parallel
     workers, which makes these whole-table aggregates several times slower. Unless ``typed``,
@@ -74,11 +75,11 @@ def _partitions(session: Session, statement: Any, *, typed: bool = False) -> Ite
     result = session.connection().execute(statement)
     try:
         if typed:
-            for partition in result.partitions(PARTITION):
+            for partition in result.partitions(size):
                 yield list(zip(*partition, strict=True))
             return
         cursor = result.cursor
-        while rows := cursor.fetchmany(PARTITION):
+        while rows := cursor.fetchmany(size):
             yield list(zip(*rows, strict=True))
     finally:
         result.close()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.decide import Policy
-from engine.learn.outcomes import MIN_DELAYS, arm_outcomes, goal_trial_weights
+from engine.learn.outcomes import ALL, MIN_DELAYS, OutcomeTally, arm_outcomes, first_goal_delays
 from engine.spec.load import load_campaign
 from engine.store import Event, Recipient, Store
 from tests.learn.test_bandit import write_campaign
@@ -63,6 +63,16 @@ def test_recent_messages_count_by_the_share_of_goals_that_had_time_to_arrive(tmp
     policy = Policy(spec, np.random.default_rng(0))
     distribution, _ = policy.variant_distribution(outcomes, False)
     assert 0.2 < distribution[1] < 0.8
+
+
+def goal_trial_weights(sent: np.ndarray, reached: np.ndarray, credited: np.ndarray, goal_ts: np.ndarray,
+                       window_seconds: float, now: float) -> np.ndarray:
+    """Each message's weight as a trial of the goal: each message is a variant of its own."""
+    count, none = len(sent), np.zeros(len(sent), dtype=bool)
+    tally = OutcomeTally(count, [], window_seconds, now)
+    tally.add(sent, np.arange(count), np.full(count, -1), reached, first_goal_delays(sent, credited, goal_ts),
+              none, none)
+    return tally.outcomes()[ALL].goal_trials
 
 
 def test_without_enough_goals_every_message_counts_whole(tmp_path: Path) -> None:
