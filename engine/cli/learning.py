@@ -48,6 +48,8 @@ def print_training(report: TrainingReport) -> None:
         row = "  ".join(f"{who} {_metric(report.metrics[who].get(metric))}"
                         for who in ("candidate", "current", "popularity") if who in report.metrics)
         out.print(f"  {metric:8} {row}", markup=False)
+    for note in report.notes:
+        out.print(f"  note: {note}", markup=False)
     if report.promoted:
         out.print(f"  promoted {report.version} (model {report.model_id}): better {report.primary} than the model "
                   "in use on the same held-out sends", markup=False)

@@ -7,6 +7,11 @@ is promoted only when its primary metric is higher: NDCG@k for LambdaRank, AUC f
 objective. When every impression is from one day (a one-off experiment, imported), the held-out
 part is a seeded random fifth of the recipients instead, and the report says so.
 
+A model is judged only on sends newer than its own training data: the current model may have
+learned held-out rows up to the moment it was trained (``trained_until``, stored with it), which
+would judge it on answers it has seen. Those rows move to the candidate's training part, and the
+comparison is made on the rest; with none left, the current model stays.
+
 The objective follows the data: LambdaRank over messages when most impressions share their
 message with other items, a pointwise binary objective (goal reached or not) when messages held
 one item each, where ranking groups would be degenerate.
@@ -129,14 +134,25 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
                          f"reaching the goal: too few to train on (at least {MIN_IMPRESSIONS}, some positive)")
     objective = objective_for(impressions)
     train, valid, how = split_rows(impressions, rng)
+    notes: list[str] = []
+    seen = current.metrics.get("trained_until") if current is not None else None
+    if seen is not None:
+        learned = impressions.ts[valid] <= float(seen)
+        if learned.any():
+            train, valid = np.sort(np.r_[train, valid[learned]]), valid[~learned]
+            when = datetime.fromtimestamp(float(seen), UTC).strftime("%Y-%m-%d %H:%M")
+            judged = f"{len(valid)} newer rows judge both models" if len(valid) else \
+                "no newer rows are left to judge the candidate by, so the current model stays"
+            notes.append(f"{int(learned.sum())} held-out rows up to {when} UTC, which the current model was "
+                         f"trained on, moved to training; {judged}")
     seed = int(rng.integers(0, 2**31 - 1))
     candidate = fit_ranker(impressions, train, objective, params, seed, k, version)
     candidate.metrics["decisions"] = len(np.unique(impressions.message[train]))
+    candidate.metrics["trained_until"] = float(impressions.ts[train].max())
     assert candidate.schema is not None
     matrix, popularity = impressions.matrix(candidate.schema, valid)
     metrics = {"candidate": quality(impressions, valid, candidate.predict(matrix), k),
                "popularity": quality(impressions, valid, popularity, k)}
-    notes: list[str] = []
     incumbent = "popularity"
     if current is not None and current.schema is not None:
         current_matrix, _ = impressions.matrix(current.schema, valid)

@@ -16,7 +16,7 @@ from engine.features.recipients import recipient_features
 from engine.learn.dataset import Goal, collect_impressions
 from engine.learn.metrics import ndcg_at_k, roc_auc
 from engine.learn.ranker import LightGBMRanker, PopularityScorer, TrainingParams
-from engine.learn.training import fit_ranker, objective_for
+from engine.learn.training import TrainingReport, fit_ranker, objective_for, split_rows, train_and_validate
 from engine.store import ContentItem
 from tests.learn.simworld import SmallWorld, small_world
 
@@ -134,3 +134,34 @@ def test_single_item_impressions_train_a_pointwise_model_that_learns_attribute_i
     probability = 1 / (1 + np.exp(-ranker.predict(matrix)))
     assert roc_auc(probability, impressions.positive) > 0.7
     assert abs(probability.mean() - visited.mean()) < 0.02  # pointwise scores are calibrated probabilities
+
+
+def test_a_model_is_judged_only_on_sends_newer_than_its_training_data(world: SmallWorld,
+                                                                      trained: LightGBMRanker) -> None:
+    """The current model stored when it was trained; held-out rows it may have learned from go
+    to the candidate's training part instead of judging it."""
+    events = world.events()
+    impressions = collect_impressions(events, world.items(), world.population.zone, world.attributes(),
+                                      Goal.of("click", timedelta(hours=48)), world.start - timedelta(weeks=8),
+                                      world.start)
+    _train, valid, _how = split_rows(impressions, np.random.default_rng(3))
+    held_out = np.sort(impressions.ts[valid])
+    cutoff = float(held_out[len(held_out) // 2])  # the current model saw half of the held-out rows
+    newer = int((impressions.ts[valid] > cutoff).sum())
+    assert 0 < newer < len(valid)
+
+    def judged(trained_until: float | None) -> tuple[LightGBMRanker, TrainingReport]:
+        current = LightGBMRanker.from_bytes(trained.to_bytes())
+        if trained_until is not None:
+            current.metrics["trained_until"] = trained_until
+        return train_and_validate(impressions, current, campaign="c", k=3, params=PARAMS,
+                                  rng=np.random.default_rng(3), version="t2")
+
+    candidate, report = judged(cutoff)
+    assert report.validation_rows == newer
+    assert candidate.metrics["trained_until"] == pytest.approx(cutoff)  # it learned the rows moved over
+    assert any("moved to training" in note for note in report.notes)
+    _, unmarked = judged(None)  # a model stored without the mark: the held-out rows as split
+    assert unmarked.validation_rows == len(valid)
+    _, everything = judged(float(impressions.ts.max()))  # it saw every row: nothing is left to judge it
+    assert everything.validation_rows == 0 and not everything.promoted
