@@ -20,9 +20,11 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import jinja2
+from jinja2.environment import TemplateModule
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Attributes of frames, code objects, generators and old-style methods: never data.
@@ -84,7 +86,20 @@ class StrictSandbox(ImmutableSandboxedEnvironment):
                 return obj[attribute]
             except KeyError:
                 pass
+        # ``ui.item_card`` on an imported template: what it exported (its macros and variables)
+        # is data the templates wrote; the module's own attributes all start with "_".
+        elif type(obj) is TemplateModule and not attribute.startswith("_"):
+            try:
+                return obj.__dict__[attribute]
+            except KeyError:
+                pass
         return super().getattr(obj, attribute)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # A macro the templates defined is safe to call: skip the generic callable checks.
+        if type(__obj) is Macro:
+            return __context.call(__obj, *args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         # A template's globals as one dict rather than Jinja's ChainMap over the environment's:

@@ -109,3 +109,19 @@ def test_jinja_globals_reach_every_template_and_a_variable_shadows_one(tp: Templ
     context["joiner"] = "mine"
     tp.template("shadow.txt", "{{ joiner }}\n")
     assert tp.compile(template="shadow").render(context).text == "mine\n"
+
+
+def test_an_imported_templates_macros_and_variables_are_reached_and_nothing_else(tp: TemplateProject) -> None:
+    # The sandbox's shortcuts for an imported template's exports and for calling a macro.
+    tp.template("macros/kit.txt", "{% set greeting = 'Hello' %}{% macro shout(text) %}{{ text | upper }}"
+                                  "{% endmacro %}")
+    tp.template("kit.txt", "{% import 'macros/kit.txt' as kit %}{{ kit.greeting }} {{ kit.shout('you') }} "
+                           "{{ kit.missing is defined }}\n")
+    assert tp.compile(template="kit").render(sample_context()).text == "Hello YOU False\n"
+    tp.template("kit_strict.txt", "{% import 'macros/kit.txt' as kit %}{{ kit.missing }}\n")
+    with pytest.raises(RenderError, match="undefined"):
+        tp.compile(template="kit_strict").render(sample_context())
+    tp.template("kit_private.txt", "{% import 'macros/kit.txt' as kit %}{% set under = '_' %}"
+                                   "{{ kit | attr(under ~ 'body_stream') }}\n")
+    with pytest.raises(RenderError, match="refused by the sandbox"):
+        tp.compile(template="kit_private").render(sample_context())
