@@ -9,7 +9,6 @@ of the audience.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from sqlmodel import Session
 from engine.spec.rule_eval import DATE, Column, column_from_values, to_seconds
 from engine.spec.rules import Call, Name, Rule
 from engine.store import columnar
-from engine.store.columnar import Aggregate
+from engine.store.columnar import Aggregate, RecipientIds
 
 _COUNTERS = {"clicks": "click", "opens": "open", "sends": "sent", "conversions": "conversion"}
 AFFINITY_DAYS = 90
@@ -43,16 +42,15 @@ class UnknownSegment(LookupError):
 class RecipientFrame:
     """Every recipient, in id order, with the columns that were asked for.
 
-    Ids are in code point order (the store's order for them, and Python's for strings), so a
-    recipient's position is found by bisection: no index beside the ids, which would double what
-    a large audience's ids take.
+    The ids are packed (:class:`engine.store.columnar.RecipientIds`): a recipient's position is
+    found by bisection, with no index beside them.
     """
 
-    ids: list[str]
+    ids: RecipientIds
     columns: dict[str, Column]
 
     def __post_init__(self) -> None:
-        if any(a >= b for a, b in zip(self.ids, self.ids[1:], strict=False)):
+        if not self.ids.increasing():
             raise ValueError("recipient ids must be unique and in code point order")
 
     def __len__(self) -> int:
@@ -70,13 +68,7 @@ class RecipientFrame:
 
     def positions(self, recipient_ids: Sequence[str]) -> np.ndarray:
         """Position of each id in the frame, -1 for ids that are not recipients."""
-        ids, size = self.ids, len(self.ids)
-
-        def position(recipient_id: str) -> int:
-            at = bisect_left(ids, recipient_id)
-            return at if at < size and ids[at] == recipient_id else -1
-
-        return np.fromiter(map(position, recipient_ids), dtype=np.int64, count=len(recipient_ids))
+        return self.ids.positions(recipient_ids)
 
 
 def rule_columns(rule: Rule | None) -> tuple[list[str], list[str]]:

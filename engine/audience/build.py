@@ -57,7 +57,7 @@ class Selection:
 
     @property
     def ids(self) -> list[str]:
-        return [self.frame.ids[i] for i in np.flatnonzero(self.selected)]
+        return self.frame.ids.take(np.flatnonzero(self.selected))
 
 
 def holdout_draw(campaign: str, recipient_ids: Sequence[str]) -> np.ndarray:
@@ -153,14 +153,14 @@ def audience_chunks(session: Session, spec: CampaignSpec, now: datetime, model: 
     primary key, from its first selected id to its last.
     """
     selection = select_recipients(session, spec, now, model)
-    ids = selection.ids
+    chosen = np.flatnonzero(selection.selected)
     suppressions = columnar.suppression_sets(session, spec.channels)
     cap = spec.audience.frequency_cap
     sent: np.ndarray | None = None
     if cap is not None:
         sent, _ = selection.frame.scatter(columnar.event_counts(session, "sent", now - cap.per), 0.0)
-    for start in range(0, len(ids), size):
-        chunk = ids[start:start + size]
+    for start in range(0, len(chosen), size):
+        chunk = selection.frame.ids.take(chosen[start:start + size])
         wanted = set(chunk)
         recipients = columnar.read_recipient_rows(session, wanted.__contains__, attributes=attributes,
                                                   first=chunk[0], last=chunk[-1])

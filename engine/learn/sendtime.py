@@ -312,7 +312,8 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     return Activity(counts, sent, replied, prompt)
 
 
-CHOICE_CHUNK = 8192
+# Choosing looks at every minute of 24 candidate hours: 1,440 booleans per recipient, and a copy.
+CHOICE_CHUNK = 2048
 
 
 def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedule: Schedule, start: float,

@@ -12,11 +12,13 @@ order), the same on both databases.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import sqlalchemy as sa
@@ -94,8 +96,121 @@ def _rows(session: Session, statement: Any) -> Iterator[Sequence[Any]]:
 class RecipientColumnsRead:
     """Recipient ids (in id order) and the requested columns, aligned with them."""
 
-    ids: list[str]
+    ids: RecipientIds
     columns: dict[str, list[Any]]
+
+
+#: A Python string costs some 57 bytes besides its characters (header, hash, the list's pointer
+#: to it); packed into a fixed-width byte array an id costs the width. Up to this width packing
+#: is never the larger.
+PACKED_ID_WIDTH = 56
+
+
+class RecipientIds(Sequence[str]):
+    """Every recipient's id, in code point order, as compactly as the ids allow.
+
+    Ids of at most :data:`PACKED_ID_WIDTH` UTF-8 bytes (nearly always: ``r0001234``, a UUID) are
+    packed into one numpy byte-string array: 8 bytes for an 8-character id where a list of
+    strings takes 65, so the ids of a large audience take a few megabytes rather than tens.
+    UTF-8 byte order is code point order, so the array stays sorted and positions are found by
+    vectorized bisection. Longer ids (or one ending in NUL, which a byte-string array would
+    drop) keep the list of strings.
+    """
+
+    __slots__ = ("_packed", "_strings")
+
+    def __init__(self, packed: np.ndarray | None = None, strings: list[str] | None = None) -> None:
+        self._packed = packed
+        self._strings = strings if packed is None else None
+
+    @classmethod
+    def of(cls, parts: Iterable[Sequence[str]]) -> RecipientIds:
+        """The ids of ``parts``, in order."""
+        packer = IdPacker()
+        for part in parts:
+            packer.add(part)
+        return packer.ids()
+
+    def __len__(self) -> int:
+        return len(self._packed) if self._packed is not None else len(self._strings or ())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if self._packed is None:
+            return (self._strings or [])[index]
+        if isinstance(index, slice):
+            return [value.decode() for value in self._packed[index]]
+        return str(self._packed[index].decode())
+
+    def __iter__(self) -> Iterator[str]:
+        if self._packed is None:
+            return iter(self._strings or ())
+        return (value.decode() for value in self._packed)
+
+    def take(self, positions: np.ndarray) -> list[str]:
+        """The ids at ``positions``."""
+        if self._packed is None:
+            strings = self._strings or []
+            return [strings[i] for i in positions]
+        return [value.decode() for value in self._packed[positions]]
+
+    def increasing(self) -> bool:
+        """Whether every id is greater than the one before (sorted and unique)."""
+        if self._packed is not None:
+            return bool(np.all(self._packed[1:] > self._packed[:-1]))
+        strings = self._strings or []
+        return all(a < b for a, b in itertools.pairwise(strings))
+
+    def positions(self, recipient_ids: Sequence[str]) -> np.ndarray:
+        """Position of each of ``recipient_ids``, -1 for ids that are not here."""
+        if self._packed is None:
+            strings, size = self._strings or [], len(self)
+
+            def position(recipient_id: str) -> int:
+                at = bisect_left(strings, recipient_id)
+                return at if at < size and strings[at] == recipient_id else -1
+
+            return np.fromiter(map(position, recipient_ids), dtype=np.int64, count=len(recipient_ids))
+        packed = self._packed
+        width = packed.dtype.itemsize
+        encoded = [value.encode() for value in recipient_ids]
+        # An id wider than the array would be cut short (and might then match another).
+        fits = np.fromiter((len(e) <= width and not e.endswith(b"\0") for e in encoded), dtype=bool,
+                           count=len(encoded))
+        wanted = np.array(encoded, dtype=packed.dtype) if encoded else np.zeros(0, dtype=packed.dtype)
+        at = np.searchsorted(packed, wanted)
+        inside = fits & (at < len(packed))
+        inside[inside] = packed[at[inside]] == wanted[inside]
+        return np.where(inside, at, -1).astype(np.int64)
+
+
+class IdPacker:
+    """Builds :class:`RecipientIds` a part at a time (a streamed read's partitions), packing each
+    part as it comes, so the strings of only one part exist at once."""
+
+    def __init__(self) -> None:
+        self._packed: list[np.ndarray] = []
+        self._strings: list[str] | None = None
+
+    def add(self, part: Sequence[str]) -> None:
+        if self._strings is None:
+            encoded = [value.encode() for value in part]
+            if all(len(e) <= PACKED_ID_WIDTH and not e.endswith(b"\0") for e in encoded):
+                self._packed.append(np.array(encoded, dtype=bytes) if encoded else np.zeros(0, dtype="S1"))
+                return
+            self._strings = [value.decode() for array in self._packed for value in array]
+            self._packed = []
+        self._strings.extend(part)
+
+    def ids(self) -> RecipientIds:
+        if self._strings is not None:
+            return RecipientIds(strings=self._strings)
+        return RecipientIds(packed=np.concatenate(self._packed) if self._packed else np.zeros(0, dtype="S1"))
 
 
 def read_recipient_columns(session: Session, fields: Sequence[str] = (),
@@ -107,17 +222,17 @@ def read_recipient_columns(session: Session, fields: Sequence[str] = (),
     """
     expressions: list[Any] = [col(getattr(Recipient, name)) for name in fields]
     expressions += [_attribute_json(session, name) for name in attributes]
-    ids: list[str] = []
+    ids = IdPacker()
     columns: dict[str, list[Any]] = {name: [] for name in fields}
     columns.update({f"attributes.{name}": [] for name in attributes})
     lists = list(columns.values())
     decoded = [False] * len(fields) + [True] * len(attributes)
     booleans = [name in _BOOLEAN_FIELDS for name in fields] + [False] * len(attributes)
     for partition in _partitions(session, sa.select(col(Recipient.id), *expressions).order_by(_by_id(session))):
-        ids.extend(partition[0])
+        ids.add(partition[0])
         for target, values, is_json, is_bool in zip(lists, partition[1:], decoded, booleans, strict=True):
             target.extend(_decode(values) if is_json else [bool(v) for v in values] if is_bool else values)
-    return RecipientColumnsRead(ids, columns)
+    return RecipientColumnsRead(ids.ids(), columns)
 
 
 _NO_ATTRIBUTES: dict[str, Any] = {}  # shared by the rows read without attributes; never written to
