@@ -76,7 +76,8 @@ class OutcomeTally:
 
     Counts add up as chunks arrive. The goal's trial weights need every goal's delay first (see
     the module docstring), so what is kept to the end is those delays and the pending messages
-    (sent, unanswered, still inside their goal window): their variant, group and age.
+    (sent, unanswered, still inside their goal window), counted by variant, group and age: a
+    batch's messages share their send time, so these are a few numbers per batch, not per message.
     """
 
     def __init__(self, arms: int, groups: Sequence[str], window_seconds: float, now: float) -> None:
@@ -86,7 +87,7 @@ class OutcomeTally:
         self.counts = np.zeros((4, len(self.groups) + 1, arms))
         self.settled: list[np.ndarray] = []
         self.reached: list[np.ndarray] = []
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (cell, age) rows and their counts
 
     def add(self, sent_ts: np.ndarray, arm: np.ndarray, group: np.ndarray, goal: np.ndarray, delays: np.ndarray,
             unsubscribed: np.ndarray, complained: np.ndarray) -> None:
@@ -99,7 +100,9 @@ class OutcomeTally:
         self.settled.append(delays[goal & (age >= self.window)])
         self.reached.append(delays[goal])
         pending = known & ~goal & (age < self.window)
-        self.pending.append((arm[pending].astype(np.int32), group[pending].astype(np.int32), age[pending]))
+        cells = (group[pending] + 1) * self.arms + arm[pending]
+        if len(cells):
+            self.pending.append(np.unique(np.column_stack([cells, age[pending]]), axis=0, return_counts=True))
 
     def outcomes(self) -> dict[str, ArmOutcomes]:
         """Overall (key :data:`ALL`) and per group; groups without messages are absent."""
@@ -108,10 +111,17 @@ class OutcomeTally:
         settled, reached = np.concatenate([[], *self.settled]), np.concatenate([[], *self.reached])
         delays = np.sort(settled if len(settled) >= MIN_DELAYS else reached)
         if len(delays) >= MIN_DELAYS and self.pending:
-            arm, group, age = (np.concatenate(column) for column in zip(*self.pending, strict=True))
-            trials += self._by_group(arm, group, pending_weights(delays, age)) - self._by_group(arm, group)
+            rows, counts = (np.concatenate(column) for column in zip(*self.pending, strict=True))
+            cells, age = rows[:, 0].astype(np.int64), rows[:, 1]
+            trials += self._by_cell(cells, pending_weights(delays, age) * counts) - self._by_cell(cells, counts)
         return {name: ArmOutcomes(sends[row], goals[row], unsubscribes[row], complaints[row], trials[row])
                 for row, name in enumerate([ALL, *self.groups]) if sends[row].sum() > 0}
+
+    def _by_cell(self, cells: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` summed per variant, overall (row 0) and per group, from (group + 1) * arms + arm."""
+        k, groups = self.arms, len(self.groups)
+        table = np.bincount(cells, weights=values, minlength=(groups + 1) * k).reshape(groups + 1, k)
+        return np.vstack([table.sum(axis=0), table[1:]])
 
     def _by_group(self, arm: np.ndarray, group: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         k, grouped = self.arms, group >= 0
