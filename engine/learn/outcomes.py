@@ -123,13 +123,9 @@ class OutcomeTally:
         table = np.bincount(cells, weights=values, minlength=(groups + 1) * k).reshape(groups + 1, k)
         return np.vstack([table.sum(axis=0), table[1:]])
 
-    def _by_group(self, arm: np.ndarray, group: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        k, grouped = self.arms, group >= 0
-        table = np.zeros((len(self.groups) + 1, k))
-        table[0] = np.bincount(arm, weights=weights, minlength=k)
-        table[1:] = np.bincount(group[grouped] * k + arm[grouped], weights=None if weights is None else
-                                weights[grouped], minlength=len(self.groups) * k).reshape(len(self.groups), k)
-        return table
+    def _by_group(self, arm: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Messages per variant, overall (row 0) and per group (-1: none)."""
+        return self._by_cell((group + 1) * self.arms + arm, np.ones(len(arm)))
 
 
 def first_goal_delays(sent_ts: np.ndarray, credited: np.ndarray, goal_ts: np.ndarray) -> np.ndarray:
