@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.store.columnar import PACKED_ID_WIDTH, RecipientIds
+from engine.store import Recipient, Store
+from engine.store.columnar import PACKED_ID_WIDTH, RecipientIds, read_recipient_columns
 
 IDS = sorted(["R-9", "r-B", "r_10", "ré", "r-a", "ré2", "zz", "r"])  # code point order
 LONG = "x" * (PACKED_ID_WIDTH + 1)
@@ -43,3 +44,14 @@ def test_out_of_order_or_repeated_ids_are_not_increasing() -> None:
     assert not RecipientIds.of([["a", "a"]]).increasing()
     assert not RecipientIds.of([[LONG, "a"]]).increasing()
     assert RecipientIds.of([]).increasing() and RecipientIds.of([]).positions(["a"]).tolist() == [-1]
+
+
+def test_ids_read_from_either_database_are_packed_in_order(store: Store) -> None:
+    """The store's id order (binary on SQLite, C collation on PostgreSQL) is the packed array's."""
+    people = ["r-B", "r-a", "r_10", "R-9", "ré", "r\u00e9\u0301", "Z", "a"]
+    with store.session() as session:
+        session.add_all([Recipient(id=person, email=f"{n}@example.test") for n, person in enumerate(people)])
+    with store.session() as session:
+        read = read_recipient_columns(session)
+    assert list(read.ids) == sorted(people) and read.ids.increasing()
+    assert read.ids.positions(people).tolist() == [sorted(people).index(p) for p in people]
