@@ -8,8 +8,8 @@ objective. When every impression is from one day (a one-off experiment, imported
 part is a seeded random fifth of the recipients instead, and the report says so.
 
 A model is judged only on sends newer than its own training data: the current model may have
-learned held-out rows up to the moment it was trained (``trained_until``, stored with it), which
-would judge it on answers it has seen. Those rows move to the candidate's training part, and the
+learned held-out rows up to the latest row it was trained on (``trained_until``, stored with
+it), which would judge it on answers it has seen. Those rows move to the candidate's training part, and the
 comparison is made on the rest; with none left, the current model stays.
 
 The objective follows the data: LambdaRank over messages when most impressions share their
@@ -143,8 +143,8 @@ def train_and_validate(impressions: Impressions, current: LightGBMRanker | None,
             when = datetime.fromtimestamp(float(seen), UTC).strftime("%Y-%m-%d %H:%M")
             judged = f"{len(valid)} newer rows judge both models" if len(valid) else \
                 "no newer rows are left to judge the candidate by, so the current model stays"
-            notes.append(f"{int(learned.sum())} held-out rows up to {when} UTC, which the current model was "
-                         f"trained on, moved to training; {judged}")
+            notes.append(f"{int(learned.sum())} held-out rows up to {when} UTC, which the current model may have "
+                         f"learned from, moved to training; {judged}")
     seed = int(rng.integers(0, 2**31 - 1))
     candidate = fit_ranker(impressions, train, objective, params, seed, k, version)
     candidate.metrics["decisions"] = len(np.unique(impressions.message[train]))
