@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from engine.store.columnar import PARTITION, _epoch_seconds, _partitions
+from engine.store.columnar import PARTITION, _by_id, _epoch_seconds, _partitions
 from engine.store.tables import Event, Message, Run, UTCDateTime
 
 
@@ -138,7 +138,9 @@ def outcome_log_chunks(session: Session, campaign: str, variants: Sequence[str],
         col(Event.type).in_(list(types)), col(Event.ts) >= first, col(Event.ts) <= until,
         col(Event.recipient_id).is_not(None), sa.or_(col(Event.campaign).is_(None), col(Event.campaign) == campaign))
     log = sa.union_all(sends, answers).subquery()
-    statement = sa.select(log.c.recipient, log.c.ts, log.c.kind, log.c.variant).order_by(log.c.recipient)
+    # Any order keeps a recipient's rows together; code point order is the cheapest to sort by.
+    statement = (sa.select(log.c.recipient, log.c.ts, log.c.kind, log.c.variant)
+                 .order_by(_by_id(session, log.c.recipient)))
     variant_index = {name: index for index, name in enumerate(variants)}
     names: list[str] = []  # the ids of the codes not yet handed out, when asked for
     held: list[np.ndarray] | None = None  # the rows of the last recipient read, who may go on
