@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,7 +48,7 @@ from engine.store import Store, outbox, queries
 from engine.store.db import JsonText
 from engine.store.outbox import ClaimedMessage
 from engine.store.queries import RecipientRow
-from engine.store.tables import Device, MessageState
+from engine.store.tables import ContentItem, Device, MessageState
 
 MAX_ATTEMPTS = 4
 # The content pool and its counts are read again when the table in hand is older than this: a
@@ -205,7 +205,7 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[ClaimedMe
     eligible = [r for r in present if r.id not in suppressed]
     items = ctx.items_at(session, now)
     decisions = {d.recipient_id: d for d in ctx.policy.decide(session, eligible, now, items=items)}
-    by_id = {item.id: item for item in items.items}
+    views = ItemViews({item.id: item for item in items.items})
     devices = queries.active_devices(session, [d.recipient_id for d in decisions.values() if d.channel == "push"])
     prepared = []
     domain = sender_domain(ctx.from_address)
@@ -227,9 +227,9 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[ClaimedMe
         try:
             if decision.channel == "push":
                 envelopes: tuple[Envelope | PushEnvelope, ...] = _push_envelopes(
-                    ctx, message, recipient, decision, by_id, devices.get(recipient.id, []))
+                    ctx, message, recipient, decision, views, devices.get(recipient.id, []))
             else:
-                envelopes = (_envelope(ctx, message, recipient, decision, by_id, header_id, now),)
+                envelopes = (_envelope(ctx, message, recipient, decision, views, header_id, now),)
         except RenderError as exc:
             skipped.append(_final(message, MessageState.FAILED, now, str(exc)))
             outcome.failed += 1
@@ -244,21 +244,37 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[ClaimedMe
     return prepared, skipped
 
 
+class ItemViews:
+    """What a template sees of each content item, built once per (item, slot) for a batch and
+    shared by its messages: templates cannot change them (the sandbox is immutable)."""
+
+    def __init__(self, items: Mapping[str, ContentItem]) -> None:
+        self._items = items
+        self._views: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def view(self, item_id: str, slot: int) -> dict[str, Any]:
+        found = self._views.get((item_id, slot))
+        if found is None:
+            item = self._items[item_id]
+            found = self._views[(item_id, slot)] = {
+                "id": item.id, "title": item.title, "url": item.url, "topic": item.topic,
+                "published_at": item.published_at, "attributes": dict(item.attributes), "slot": slot}
+        return found
+
+
 def template_context(spec: CampaignSpec, recipient: RecipientRow, decision: Decision,
-                     items: dict[str, Any]) -> dict[str, Any]:
+                     items: ItemViews) -> dict[str, Any]:
     """What a template sees: ``recipient``, ``items`` (in slot order) and ``campaign``."""
     return {
         "recipient": {"id": recipient.id, "email": recipient.email, "locale": recipient.locale,
                       "timezone": recipient.timezone, "attributes": dict(recipient.attributes)},
-        "items": [{"id": item.id, "title": item.title, "url": item.url, "topic": item.topic,
-                   "published_at": item.published_at, "attributes": dict(item.attributes), "slot": pick.slot}
-                  for pick in decision.items for item in [items[pick.id]]],
+        "items": [items.view(pick.id, pick.slot) for pick in decision.items],
         "campaign": {"name": spec.name, "variant": decision.variant},
     }
 
 
 def _envelope(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow, decision: Decision,
-              items: dict[str, Any], header_id: str, now: datetime) -> Envelope:
+              items: ItemViews, header_id: str, now: datetime) -> Envelope:
     """Render, track, build and sign the message: VERP sender, List-Unsubscribe, DKIM (engine.render.compose)."""
     assert message.id is not None and recipient.email is not None
     context = template_context(ctx.spec, recipient, decision, items)
@@ -270,7 +286,7 @@ def _envelope(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow
 
 
 def _push_envelopes(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow, decision: Decision,
-                    items: dict[str, Any], devices: Sequence[Device]) -> tuple[PushEnvelope, ...]:
+                    items: ItemViews, devices: Sequence[Device]) -> tuple[PushEnvelope, ...]:
     """One notification per active device of the recipient."""
     assert message.id is not None
     variant = ctx.spec.variant(decision.variant)
