@@ -143,23 +143,28 @@ class DecisionBatch:
         return np.asarray((bits * _HASH_MULTIPLIERS[: bits.shape[1]]).sum(axis=1, dtype=np.uint64))
 
     def decisions(self) -> list[Decision]:
-        ids = self.features.items.ids
-        hashes = self.features_hashes()
+        ids = [str(i) for i in self.features.items.ids]
+        rows = np.flatnonzero(self.decided)
+        # The batch's columns become Python numbers once, not one numpy scalar at a time.
+        slots = self.picks.items[rows]
+        scores = np.take_along_axis(self.scores[rows], np.maximum(slots, 0), axis=1).tolist()
+        probability = self.picks.probability[rows].tolist()
+        channel, channel_probability = self.channel[rows].tolist(), self.channel_probability[rows].tolist()
+        variant, variant_probability = self.variant[rows].tolist(), self.variant_probability[rows].tolist()
+        hashes = self.features_hashes()[rows].tolist()
         out = []
-        for row in np.flatnonzero(self.decided):
-            slots = self.picks.items[row]
-            picks = tuple(ItemPick(str(ids[j]), s, float(self.scores[row, j]), float(self.picks.probability[row, s]))
-                          for s, j in enumerate(slots) if j >= 0)
+        for k, (row, picked) in enumerate(zip(rows.tolist(), slots.tolist(), strict=True)):
+            picks = tuple(ItemPick(ids[j], s, scores[k][s], probability[k][s]) for s, j in enumerate(picked) if j >= 0)
             candidates: tuple[tuple[str, int, float], ...] = ()
             if self.picks.candidates is not None:
                 slot_index, item_index = np.nonzero(self.picks.candidates[row])
-                candidates = tuple((str(ids[j]), int(s), float(self.picks.candidates[row, s, j]))
+                candidates = tuple((ids[j], int(s), float(self.picks.candidates[row, s, j]))
                                    for s, j in zip(slot_index, item_index, strict=True))
             out.append(Decision(
                 recipient_id=self.features.recipient_ids[row], items=picks,
-                channel=self.channels[self.channel[row]], channel_probability=float(self.channel_probability[row]),
-                variant=self.variants[self.variant[row]], variant_probability=float(self.variant_probability[row]),
-                model_versions=self.model_versions, features_hash=f"{int(hashes[row]):016x}",
+                channel=self.channels[channel[k]], channel_probability=channel_probability[k],
+                variant=self.variants[variant[k]], variant_probability=variant_probability[k],
+                model_versions=self.model_versions, features_hash=f"{hashes[k]:016x}",
                 candidates=candidates,
                 context=self.context if self.groups is None else {**self.context, "experiment_group": self.groups[row]},
             ))
