@@ -55,7 +55,7 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
     tally = OutcomeTally(len(variants), groups, goal_window.total_seconds(), now.timestamp())
     for log in outcome_log_chunks(session, campaign, variants, types, now, with_recipients=bool(labels)):
         reached, delays = [], np.zeros(0)
-        for kind in kinds:
+        for index, kind in enumerate(kinds):  # the goal first, then the guardrail's two
             chosen = (log.response_type == types.index(kind)) & (log.response_ts < now.timestamp())
             window = goal_window if kind == goal_event else max(goal_window, GUARDRAIL_WINDOW)
             credited = last_touch(log.send_recipient, log.send_ts, log.response_recipient[chosen],
@@ -63,7 +63,7 @@ def arm_outcomes_by_group(session: Session, campaign: str, variants: Sequence[st
             hit = np.zeros(len(log.send_ts), dtype=bool)
             hit[credited[credited >= 0]] = True
             reached.append(hit)
-            if len(reached) == 1:
+            if index == 0:
                 delays = first_goal_delays(log.send_ts, credited, log.response_ts[chosen])
         group = (codes([labels.get(r) for r in log.recipients], groups)[log.send_recipient] if log.recipients
                  else np.full(len(log.send_ts), -1, dtype=np.int64))

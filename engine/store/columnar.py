@@ -120,8 +120,8 @@ class RecipientIds(Sequence[str]):
     __slots__ = ("_packed", "_strings")
 
     def __init__(self, packed: np.ndarray | None = None, strings: list[str] | None = None) -> None:
-        self._packed = packed
-        self._strings = strings if packed is None else None
+        self._packed = packed  # one of the two; the other is None, or empty
+        self._strings = strings if packed is None and strings is not None else []
 
     @classmethod
     def of(cls, parts: Iterable[Sequence[str]]) -> RecipientIds:
@@ -132,7 +132,7 @@ class RecipientIds(Sequence[str]):
         return packer.ids()
 
     def __len__(self) -> int:
-        return len(self._packed) if self._packed is not None else len(self._strings or ())
+        return len(self._packed) if self._packed is not None else len(self._strings)
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -142,34 +142,32 @@ class RecipientIds(Sequence[str]):
 
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if self._packed is None:
-            return (self._strings or [])[index]
+            return self._strings[index]
         if isinstance(index, slice):
             return [value.decode() for value in self._packed[index]]
         return str(self._packed[index].decode())
 
     def __iter__(self) -> Iterator[str]:
         if self._packed is None:
-            return iter(self._strings or ())
+            return iter(self._strings)
         return (value.decode() for value in self._packed)
 
     def take(self, positions: np.ndarray) -> list[str]:
         """The ids at ``positions``."""
         if self._packed is None:
-            strings = self._strings or []
-            return [strings[i] for i in positions]
+            return [self._strings[i] for i in positions]
         return [value.decode() for value in self._packed[positions]]
 
     def increasing(self) -> bool:
         """Whether every id is greater than the one before (sorted and unique)."""
         if self._packed is not None:
             return bool(np.all(self._packed[1:] > self._packed[:-1]))
-        strings = self._strings or []
-        return all(a < b for a, b in itertools.pairwise(strings))
+        return all(a < b for a, b in itertools.pairwise(self._strings))
 
     def positions(self, recipient_ids: Sequence[str]) -> np.ndarray:
         """Position of each of ``recipient_ids``, -1 for ids that are not here."""
         if self._packed is None:
-            strings, size = self._strings or [], len(self)
+            strings, size = self._strings, len(self)
 
             def position(recipient_id: str) -> int:
                 at = bisect_left(strings, recipient_id)
@@ -177,12 +175,10 @@ class RecipientIds(Sequence[str]):
 
             return np.fromiter(map(position, recipient_ids), dtype=np.int64, count=len(recipient_ids))
         packed = self._packed
-        width = packed.dtype.itemsize
         encoded = [value.encode() for value in recipient_ids]
         # An id wider than the array would be cut short (and might then match another).
-        fits = np.fromiter((len(e) <= width and not e.endswith(b"\0") for e in encoded), dtype=bool,
-                           count=len(encoded))
-        wanted = np.array(encoded, dtype=packed.dtype) if encoded else np.zeros(0, dtype=packed.dtype)
+        fits = np.fromiter((_packs(e, packed.dtype.itemsize) for e in encoded), dtype=bool, count=len(encoded))
+        wanted = np.array(encoded, dtype=packed.dtype)
         at = np.searchsorted(packed, wanted)
         inside = fits & (at < len(packed))
         inside[inside] = packed[at[inside]] == wanted[inside]
@@ -200,8 +196,8 @@ class IdPacker:
     def add(self, part: Sequence[str]) -> None:
         if self._strings is None:
             encoded = [value.encode() for value in part]
-            if all(len(e) <= PACKED_ID_WIDTH and not e.endswith(b"\0") for e in encoded):
-                self._packed.append(np.array(encoded, dtype=bytes) if encoded else np.zeros(0, dtype="S1"))
+            if all(_packs(e, PACKED_ID_WIDTH) for e in encoded):
+                self._packed.append(np.array(encoded, dtype=bytes))
                 return
             self._strings = [value.decode() for array in self._packed for value in array]
             self._packed = []
@@ -210,7 +206,12 @@ class IdPacker:
     def ids(self) -> RecipientIds:
         if self._strings is not None:
             return RecipientIds(strings=self._strings)
-        return RecipientIds(packed=np.concatenate(self._packed) if self._packed else np.zeros(0, dtype="S1"))
+        return RecipientIds(packed=np.concatenate([np.array([], dtype=bytes), *self._packed]))
+
+
+def _packs(encoded: bytes, width: int) -> bool:
+    """Whether an id's UTF-8 bytes survive a byte-string array of ``width``: numpy drops trailing NULs."""
+    return len(encoded) <= width and not encoded.endswith(b"\0")
 
 
 def read_recipient_columns(session: Session, fields: Sequence[str] = (),
