@@ -21,12 +21,15 @@ class Envelope:
     """What an email transport hands over: SMTP envelope addresses and the message bytes.
 
     :param key: the outbox row this envelope belongs to (for results and logs).
+    :param crlf: every line end of ``data`` is already CRLF (what the composer writes), so the
+        transport need not scan the message for others.
     """
 
     key: int
     sender: str
     recipients: tuple[str, ...]
     data: bytes
+    crlf: bool = False
 
     @property
     def route(self) -> str:

@@ -59,11 +59,15 @@ def failure(stage: str, code: int, message: str) -> SmtpError:
                      server=code == 421 or (400 <= code < 500 and stage != "RCPT"))
 
 
-def message_body(data: bytes) -> bytes:
-    """The DATA section of ``data``: CRLF line ends, leading dots doubled, ending ``.``."""
-    line_ends = data.count(b"\r\n")
-    if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:
-        data = _LINE_ENDS.sub(b"\r\n", data)
+def message_body(data: bytes, crlf: bool = False) -> bytes:
+    """The DATA section of ``data``: CRLF line ends, leading dots doubled, ending ``.``.
+
+    :param crlf: ``data``'s line ends are known to be CRLF already (:attr:`Envelope.crlf`).
+    """
+    if not crlf:
+        line_ends = data.count(b"\r\n")
+        if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:
+            data = _LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if b"\n." in data or data.startswith(b"."):
@@ -169,7 +173,8 @@ class PipelinedSession(asyncio.Protocol):
                     self.write(_group(job.envelope))
                 continue
             following = take_next()
-            self.write(message_body(job.envelope.data) + (_group(following.envelope) if following else b""))
+            body = message_body(job.envelope.data, job.envelope.crlf)
+            self.write(body + (_group(following.envelope) if following else b""))
             try:
                 [(code, text)] = await self.replies(1)
             except SmtpError as error:
@@ -259,7 +264,7 @@ class CommandSession:
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
             stage = "BODY"
-            self.client.protocol.write(message_body(envelope.data))  # type: ignore[union-attr]
+            self.client.protocol.write(message_body(envelope.data, envelope.crlf))  # type: ignore[union-attr]
             response = await self.client.protocol.read_response(self.client.timeout)  # type: ignore[union-attr]
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:

@@ -128,4 +128,5 @@ def sandbox(loader: jinja2.BaseLoader, *, autoescape: bool) -> StrictSandbox:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,
+        cache_size=-1,  # a plain dict: every render looks its extended and imported templates up
     )

@@ -17,8 +17,7 @@ import binascii
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _SEPARATOR = "\x1f"
 _MAC_BYTES = 16
@@ -35,9 +34,8 @@ class TokenKind:
     ALL = (CLICK, OPEN, UNSUBSCRIBE)
 
 
-@dataclass(frozen=True)
-class TrackingToken:
-    """The verified content of a token.
+class TrackingToken(NamedTuple):
+    """The verified content of a token (a named tuple: a message signs five of them).
 
     :param link: the link's position in the message (0-based; -1 for the pixel and unsubscribe).
     :param item_id: the content item the link points at, when it points at one.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,7 +44,7 @@ from engine.render.templates import TemplateSet
 from engine.schedule.send_rules import SendRules, apply_send_rules
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
-from engine.store.db import JsonText
+from engine.store.db import JsonText, dumps
 from engine.store.outbox import ClaimedMessage
 from engine.store.queries import RecipientRow
 from engine.store.tables import ContentItem, Device, MessageState
@@ -240,7 +239,7 @@ def _decide_and_render(session: Any, ctx: SendContext, batch: Sequence[ClaimedMe
             outcome.no_consent += 1
             continue
         prepared.append(_Prepared(message, decision, envelopes, header_id,
-                                  JsonText(json.dumps(_decision_log(message, decision)))))
+                                  JsonText(dumps(_decision_log(message, decision)))))
     return prepared, skipped
 
 
@@ -282,7 +281,8 @@ def _envelope(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow
         message_key=message.id, recipient_id=recipient.id, to=recipient.email, variant=decision.variant,
         context=context, item_urls={item["url"]: item["id"] for item in context["items"]},
         header_message_id=header_id, date=now)
-    return Envelope(key=message.id, sender=composed.sender, recipients=(recipient.email,), data=composed.data)
+    return Envelope(key=message.id, sender=composed.sender, recipients=(recipient.email,), data=composed.data,
+                    crlf=True)
 
 
 def _push_envelopes(ctx: SendContext, message: ClaimedMessage, recipient: RecipientRow, decision: Decision,

@@ -13,7 +13,6 @@ order), the same on both databases.
 from __future__ import annotations
 
 import itertools
-import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from engine.store.db import loads
 from engine.store.queries import RecipientRow
 from engine.store.tables import (
     ContentItem,
@@ -62,7 +62,7 @@ def _attribute_json(session: Session, name: str) -> sa.ColumnElement[Any]:
 
 def _decode(texts: Sequence[str | None]) -> list[Any]:
     """JSON texts (None for missing) to values, with one parse for the whole batch."""
-    return list(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
+    return list(loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
 
 
 def _partitions(session: Session, statement: Any, *, typed: bool = False,
@@ -273,7 +273,7 @@ def read_recipient_rows(session: Session, keep: Callable[[str], bool], *, attrib
             if keep(recipient_id):
                 found.append(RecipientRow(recipient_id, email, zones.setdefault(timezone, timezone),
                                           locales.setdefault(locale, locale), bool(consent_email),
-                                          bool(consent_push), json.loads(stored) if stored else _NO_ATTRIBUTES,
+                                          bool(consent_push), loads(stored) if stored else _NO_ATTRIBUTES,
                                           recipient_id in with_device))
     return found
 

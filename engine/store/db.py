@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError, StatementError
@@ -41,8 +44,42 @@ class JsonText(str):
     places (a decision on its message and on its `sent` event) is encoded once."""
 
 
+# Compact output; numpy numbers as plain ones; non-string keys as strings, as the json module does.
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON text, as stored in JSON columns.
+
+    orjson, which takes a sixth of the json module's time: every message stores its decision
+    twice. What orjson refuses (an integer beyond 64 bits) goes through the json module.
+    Not-a-number becomes null, as JSON has no such value.
+    """
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+# Twenty digits in a row may be an integer beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(r"\d{20}")
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of stored JSON text. The json module reads what orjson would refuse (``NaN``,
+    which older rows may hold) or read inexactly (an integer beyond 64 bits)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode()
+    elif not isinstance(text, str):  # SQLite hands a JSON number stored alone back as a number
+        raise TypeError(f"JSON text must be str or bytes, not {type(text).__name__}")
+    if _LONG_DIGITS.search(text) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(text)
+    return json.loads(text)
+
+
 def _json_serializer(value: Any) -> str:
-    return str(value) if isinstance(value, JsonText) else json.dumps(value)
+    return str(value) if isinstance(value, JsonText) else dumps(value)
 
 
 class Store:
@@ -56,11 +93,13 @@ class Store:
         try:
             if self.url.startswith("sqlite"):
                 self.engine = sa.create_engine(self.url, connect_args={"timeout": 30},
-                                               json_serializer=_json_serializer)
+                                               json_serializer=_json_serializer,
+                                               json_deserializer=loads)
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                               json_serializer=_json_serializer)
+                                               json_serializer=_json_serializer,
+                                               json_deserializer=loads)
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"opening {self.safe_url}", exc) from exc
 

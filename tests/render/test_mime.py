@@ -9,6 +9,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
 
+from engine.dispatch.smtp_session import message_body
 from engine.errors import RenderError
 from engine.render.mime import address_header, build_email
 
@@ -135,3 +136,17 @@ def test_a_text_only_message_is_not_multipart() -> None:
     message = parse(build(html=None))
     assert message.get_content_type() == "text/plain"
     assert message.get_content().replace("\r\n", "\n") == "Hi\nthere\n"
+
+
+@pytest.mark.parametrize("text", [
+    "one\rtwo\r\nthree\nfour",                         # every kind of line end, none at the end
+    "caf\u00e9\rol\u00e9\r\n\u00fcber\n",              # the same through quoted-printable
+    "x" * 999 + "\r" + "y" * 5 + "\n",                 # a long line, soft line breaks
+    "a NUL\0 and a lone CR\r",
+], ids=["ascii", "non-ascii", "long-line", "nul"])
+def test_the_only_line_ends_are_crlf(text: str) -> None:
+    # What the pump promises the SMTP transport (Envelope.crlf), which then skips its own scan.
+    data = build(subject="Line\rends\nin a subject", text=text, html=f"<p>{text}</p>")
+    line_ends = data.count(b"\r\n")
+    assert data.count(b"\r") == data.count(b"\n") == line_ends
+    assert message_body(data, crlf=True) == message_body(data)

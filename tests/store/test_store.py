@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlmodel import select
@@ -266,3 +268,31 @@ def test_a_stored_secret_is_made_once_and_every_process_reads_the_same(store: St
             assert queries.stored_secret(session, "tracking") == first
     finally:
         elsewhere.dispose()
+
+
+def test_json_columns_keep_every_value_exactly(store: Store) -> None:
+    # Written and read with orjson, except what it cannot take exactly: integers beyond 64 bits.
+    # (In a list or an object: SQLite's column affinity would turn a bare large number into a float.)
+    values: list[object] = [[2**70, -(2**64)], [18446744073709551615], {"n": 12345678901234567890123},
+                            [0.1, 2.917785509446694e-06], "caf\u00e9 \u2603", {"nested": [1, None, "x", False]}]
+    with store.session() as session:
+        outbox.record_events(session, [{"id": f"e{i}", "recipient_id": "r1", "type": "x", "ts": NOW, "data": value}
+                                       for i, value in enumerate(values)])
+        outbox.record_events(session, [{"id": "numpy", "recipient_id": "r1", "type": "x", "ts": NOW,
+                                        "data": {"p": np.float64(0.25), "n": np.int64(3), 7: "key"}}])
+    with store.session() as session:
+        found = {e.id: e.data for e in session.exec(select(Event)).all()}
+    assert [found[f"e{i}"] for i in range(len(values))] == values
+    assert found["numpy"] == {"p": 0.25, "n": 3, "7": "key"}
+
+
+def test_json_that_older_versions_wrote_still_reads(tmp_path: Path) -> None:
+    # The json module wrote NaN (not JSON: SQLite stored it, PostgreSQL's json type never would).
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    with store.session() as session:
+        session.execute(sa.text("INSERT INTO event (id, recipient_id, type, ts, data) VALUES "
+                                "('old', 'r1', 'x', '2026-01-01 00:00:00', '{\"score\": NaN, \"ids\": [1, 2]}')"))
+    with store.session() as session:
+        [event] = session.exec(select(Event)).all()
+    store.dispose()
+    assert event.data["ids"] == [1, 2] and event.data["score"] != event.data["score"]  # NaN
