@@ -216,7 +216,7 @@ def send(
     spec = find_campaign(campaign, settings.paths.campaigns, settings.paths.templates)
     store = open_store(settings)
     settings = with_tracking_secret(settings, store)
-    ctx = build_context(settings, store, spec, np.random.default_rng(seed), now)
+    ctx = build_context(settings, store, spec, np.random.default_rng(seed), now, senders=workers)
     crew = Helpers(workers - 1, settings, spec, seed).start(store) if workers > 1 else None
     report = asyncio.run(send_campaign(ctx, now_all=now_all, crew=crew))
     print_send_report(spec, report)

@@ -50,6 +50,8 @@ from engine.store.queries import RecipientRow
 from engine.store.tables import ContentItem, Device, MessageState
 
 MAX_ATTEMPTS = 4
+# The smallest batch that several senders split the end of a run into (:func:`batch_limit`).
+TAIL_BATCH = 50
 # The content pool and its counts are read again when the table in hand is older than this: a
 # batch takes well under a second, so re-reading per batch would cost more than the decisions.
 ITEM_TABLE_REFRESH = timedelta(seconds=10)
@@ -91,6 +93,8 @@ class SendContext:
     """Everything the pump needs for one campaign. Built by the caller, passed in.
 
     :param composer: renders, tracks, builds and signs each email (VERP sender, List-Unsubscribe, DKIM).
+    :param senders: processes pumping the same run at once (``kairos send --workers``): with
+        more than one, batches shrink as the run nears its end (:func:`batch_limit`).
     """
 
     store: Store
@@ -103,6 +107,7 @@ class SendContext:
     composer: EmailComposer
     worker: str = "kairos"
     batch_size: int = 500
+    senders: int = 1
     push: Transport[PushEnvelope] | None = None
     requeue: Requeue = field(default_factory=Requeue)
     rules: SendRules = field(default_factory=SendRules)
@@ -148,7 +153,8 @@ async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcom
     """Send one batch of due messages; None when nothing is due."""
     now = ctx.clock()
     with ctx.store.session() as session:
-        batch = outbox.claim_due_messages(session, now, ctx.batch_size, ctx.worker, run_id, ctx.spec.name)
+        limit = batch_limit(session, ctx, now)
+        batch = outbox.claim_due_messages(session, now, limit, ctx.worker, run_id, ctx.spec.name)
     if not batch:
         return None
     outcome = BatchOutcome(claimed=len(batch))
@@ -160,6 +166,17 @@ async def send_batch(ctx: SendContext, run_id: int | None = None) -> BatchOutcom
     with ctx.store.session() as session:
         _record(session, ctx, prepared, results, finished, outcome)
     return outcome
+
+
+def batch_limit(session: Any, ctx: SendContext, now: datetime) -> int:
+    """How many messages to claim: ``batch_size``, or, with several senders, a share of what is
+    still due - half of it divided among them, at least :data:`TAIL_BATCH`. Full batches would
+    leave the last one running on one sender while the others have nothing left (a whole
+    batch's time at the end of every run); shrinking shares end together."""
+    if ctx.senders <= 1:
+        return ctx.batch_size
+    due = outbox.due_count(session, now, cap=2 * ctx.senders * ctx.batch_size)
+    return min(ctx.batch_size, max(TAIL_BATCH, -(-due // (2 * ctx.senders))))
 
 
 async def _dispatch(ctx: SendContext, prepared: Sequence[_Prepared]) -> list[list[Any]]:

@@ -142,7 +142,7 @@ async def pump_run(ctx: SendContext, report: SendReport) -> None:
 
 
 def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.random.Generator,
-                  clock: Callable[[], datetime], worker: str = "kairos") -> SendContext:
+                  clock: Callable[[], datetime], worker: str = "kairos", senders: int = 1) -> SendContext:
     """The pump's context from settings: policy, templates, the email composer, and the configured
     transports inside the sending policies (the campaign's ``[limits]`` can only lower the
     configured rates).
@@ -169,7 +169,7 @@ def build_context(settings: Settings, store: Store, spec: CampaignSpec, rng: np.
         store=store, spec=spec, policy=Policy(spec, rng), templates=templates,
         transport=policies(email_transport(settings.email, settings.paths)),
         from_address=settings.email.from_address, clock=clock, composer=composer, worker=worker,
-        batch_size=sending.batch_size, push=policies(push) if push is not None else None,
+        batch_size=sending.batch_size, senders=senders, push=policies(push) if push is not None else None,
         requeue=Requeue(sending.max_attempts, backoff, jitter),
         rules=SendRules(sending.quiet_hours, sending.daily_cap),
     )
@@ -201,7 +201,7 @@ class Helpers:
         runs = context.SimpleQueue()
         processes: list[multiprocessing.process.BaseProcess] = [
             context.Process(target=_helper_main, name=f"kairos-sender-{index}", daemon=True,
-                            args=(self.settings, self.spec, runs, self.seed, index, os.getpid()))
+                            args=(self.settings, self.spec, runs, self.seed, index, self.count + 1, os.getpid()))
             for index in range(1, self.count + 1)]
         for process in processes:
             process.start()
@@ -246,14 +246,14 @@ def _die_with(parent: int, name: str) -> None:
         os._exit(1)
 
 
-def _helper_main(settings: Settings, spec: CampaignSpec, runs: Any, seed: int | None, index: int,
+def _helper_main(settings: Settings, spec: CampaignSpec, runs: Any, seed: int | None, index: int, senders: int,
                  parent: int) -> None:
     """A helper process: get ready, wait for the run's id, pump it until nothing is due."""
     _die_with(parent, f"kairos-sender-{index}")
     store = Store.open(settings.database_url, create=False)
     rng = np.random.default_rng([seed, index] if seed is not None else None)
     ctx = build_context(settings, store, spec, rng, lambda: datetime.now(UTC),
-                        worker=f"{socket.gethostname()}:{os.getpid()}")
+                        worker=f"{socket.gethostname()}:{os.getpid()}", senders=senders)
     try:
         run_id = runs.get()
         if run_id is not None:

@@ -117,6 +117,14 @@ def claim_due_messages(session: Session, now: datetime, limit: int, worker: str,
     return sorted((ClaimedMessage(*row) for row in rows), key=lambda m: (m.send_at, m.id))
 
 
+def due_count(session: Session, now: datetime, cap: int) -> int:
+    """How many planned messages are due at ``now``, of any run, counted up to ``cap``: read
+    from the (state, send_at) index alone, so it costs at most ``cap`` index entries."""
+    due = (select(Message.id).where(Message.state == MessageState.PLANNED, Message.send_at <= now)
+           .limit(cap).subquery())
+    return int(session.exec(select(sa.func.count()).select_from(due)).one())
+
+
 def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None:
     """Bulk update messages by primary key: each dict holds ``id`` and the columns to set.
 
