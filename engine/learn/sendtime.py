@@ -326,19 +326,22 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
     """
     n = len(offsets)
     allowed = allowed_minutes(schedule)
-    local_start = start + offsets
+    # The candidate hours depend on the UTC offset alone: worked out once per offset (few), then
+    # spread over the recipients.
+    zone_offsets_, of_zone = np.unique(offsets, return_inverse=True)
+    local_start = start + zone_offsets_
     # Candidate k is local hour floor(start) + k, from its first allowed minute (the current hour
     # from now): 24 candidates cover every hour of the day once.
-    hour_start = np.floor(local_start / 3600.0)[:, None] * 3600.0 + np.arange(24)[None, :] * 3600.0
-    begin = np.maximum(hour_start, local_start[:, None])
-    offset_in_hour = ((begin - hour_start) // 60).astype(np.int64)
+    zone_hour_start = np.floor(local_start / 3600.0)[:, None] * 3600.0 + np.arange(24)[None, :] * 3600.0
+    begin = np.maximum(zone_hour_start, local_start[:, None])
+    offset_in_hour = ((begin - zone_hour_start) // 60).astype(np.int64)
     hour_allowed = allowed.reshape(24, 60)
-    hour_of_day = ((hour_start // 3600) % 24).astype(np.int64)
+    hour_of_day = ((zone_hour_start // 3600) % 24).astype(np.int64)
     # The first allowed minute of each candidate hour at or after ``begin``, if any.
     open_minutes = hour_allowed[hour_of_day] & (np.arange(60)[None, None, :] >= offset_in_hour[:, :, None])
-    has_minute = np.asarray(open_minutes.any(axis=2))
-    first_minute = open_minutes.argmax(axis=2)
-    local_at = hour_start + first_minute * 60.0
+    has_minute = np.asarray(open_minutes.any(axis=2))[of_zone]
+    local_at = (zone_hour_start + open_minutes.argmax(axis=2) * 60.0)[of_zone]
+    hour_start = zone_hour_start[of_zone]
     if preference is None:
         chosen = has_minute.argmax(axis=1)
         probability = np.ones(n)
@@ -400,8 +403,16 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
                 exploration if optimize else 0.0, rng)
     local_hour = (((at + offsets) // 3600) % 24).astype(int)
     model = MODEL_VERSION if optimize else "fixed"
-    return [SendTime(at=datetime.fromtimestamp(float(t), UTC), local_hour=int(h), probability=float(p), model=model)
-            for t, h, p in zip(at, local_hour, probability, strict=True)]
+    # Recipients of one time zone often share their instant and hour: one SendTime for them all.
+    made: dict[tuple[float, int, float], SendTime] = {}
+    times = []
+    for key in zip(at.tolist(), local_hour.tolist(), probability.tolist(), strict=True):
+        found = made.get(key)
+        if found is None:
+            found = made[key] = SendTime(at=datetime.fromtimestamp(key[0], UTC), local_hour=key[1],
+                                         probability=key[2], model=model)
+        times.append(found)
+    return times
 
 
 def _zone_names(schedule: Schedule, zones: Sequence[str]) -> list[str]:

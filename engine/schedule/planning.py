@@ -24,6 +24,7 @@ from engine.features.content import build_item_table
 from engine.learn.sendtime import CampaignSendTimes, SendTime, hour_prior, plan_campaign_send_times
 from engine.spec.model import CampaignSpec
 from engine.store import Store, outbox, queries
+from engine.store.db import JsonText, dumps
 from engine.store.tables import MessageState
 
 _STATE_OF_STATUS = {"send": MessageState.PLANNED, "holdout": MessageState.HOLDOUT,
@@ -134,24 +135,35 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
         run = outbox.start_run(session, spec.name, spec.spec_hash, trigger, now, key=key)
         assert run.id is not None
         counts: dict[str, int] = {}
+        logged: dict[SendTime, JsonText] = {}
         for chunk in planned_chunks(session, spec, now, rng=rng, wall_clock=wall_clock, attributes=False):
             for entry in chunk:
                 counts[entry.member.status] = counts.get(entry.member.status, 0) + 1
-            outbox.insert_messages(session, [_message_row(run.id, spec, entry, now) for entry in chunk])
+            outbox.insert_messages(session, [_message_row(run.id, spec, entry, now, logged) for entry in chunk])
         if not counts.get("send"):
             outbox.finish_run_if_done(session, run.id, now)
     return PlannedRun(run.id, counts)
 
 
-def _message_row(run_id: int, spec: CampaignSpec, entry: PlannedMember, now: datetime) -> dict[str, Any]:
-    """The Message row of one audience member: planned with its send time, or why not."""
+def _message_row(run_id: int, spec: CampaignSpec, entry: PlannedMember, now: datetime,
+                 logged: dict[SendTime, JsonText] | None = None) -> dict[str, Any]:
+    """The Message row of one audience member: planned with its send time, or why not.
+
+    :param logged: the decision's JSON per send time, encoded once for the recipients sharing one.
+    """
     when = entry.send_time
+    decision = None
+    if when is not None:
+        decision = logged.get(when) if logged is not None else None
+        if decision is None:
+            decision = JsonText(dumps({"send_time": {"local_hour": when.local_hour, "probability": when.probability,
+                                                     "model": when.model}}))
+            if logged is not None:
+                logged[when] = decision
     return {
         "run_id": run_id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
         "state": _STATE_OF_STATUS[entry.member.status], "send_at": when.at if when else now,
-        "decision": {"send_time": {"local_hour": when.local_hour, "probability": when.probability,
-                                   "model": when.model}} if when else None,
-        "attempts": 0, "updated_at": now,
+        "decision": decision, "attempts": 0, "updated_at": now,
     }
 
 
