@@ -328,8 +328,8 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
     allowed = allowed_minutes(schedule)
     # The candidate hours depend on the UTC offset alone: worked out once per offset (few), then
     # spread over the recipients.
-    zone_offsets_, of_zone = np.unique(offsets, return_inverse=True)
-    local_start = start + zone_offsets_
+    distinct_offsets, of_zone = np.unique(offsets, return_inverse=True)
+    local_start = start + distinct_offsets
     # Candidate k is local hour floor(start) + k, from its first allowed minute (the current hour
     # from now): 24 candidates cover every hour of the day once.
     zone_hour_start = np.floor(local_start / 3600.0)[:, None] * 3600.0 + np.arange(24)[None, :] * 3600.0
