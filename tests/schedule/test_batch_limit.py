@@ -36,7 +36,7 @@ def test_two_senders_claim_a_quarter_of_what_is_due_near_the_end(store: Store, d
     assert limit(store, senders=1) == 1000  # one sender has nobody to wait for
 
 
-def test_claimed_and_sent_messages_are_not_due(store: Store) -> None:
+def test_claimed_messages_are_no_longer_due(store: Store) -> None:
     plan(store, 2000)
     with store.session() as session:
         outbox.claim_due_messages(session, NOW, 1600, "w1")
