@@ -340,13 +340,12 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
     # The first allowed minute of each candidate hour at or after ``begin``, if any.
     open_minutes = hour_allowed[hour_of_day] & (np.arange(60)[None, None, :] >= offset_in_hour[:, :, None])
     has_minute = np.asarray(open_minutes.any(axis=2))[of_zone]
-    local_at = (zone_hour_start + open_minutes.argmax(axis=2) * 60.0)[of_zone]
-    hour_start = zone_hour_start[of_zone]
+    zone_local_at = zone_hour_start + open_minutes.argmax(axis=2) * 60.0
     if preference is None:
         chosen = has_minute.argmax(axis=1)
         probability = np.ones(n)
     else:
-        week_hour = ((hour_start // 3600).astype(np.int64) + 72) % HOURS_OF_WEEK
+        week_hour = (((zone_hour_start // 3600).astype(np.int64) + 72) % HOURS_OF_WEEK)[of_zone]
         value = np.where(has_minute, np.take_along_axis(preference, week_hour, axis=1), -np.inf)
         count = np.maximum(has_minute.sum(axis=1, keepdims=True), 1)
         best = np.zeros((n, 24))
@@ -358,7 +357,7 @@ def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedu
         chosen = np.where(has_minute[np.arange(n), chosen], chosen, distribution.argmax(axis=1))
         probability = distribution[np.arange(n), chosen]
     rows = np.arange(n)
-    at = np.where(has_minute[rows, chosen], local_at[rows, chosen] - offsets, start)
+    at = np.where(has_minute[rows, chosen], zone_local_at[of_zone, chosen] - offsets, start)
     return np.maximum(at, start), probability
 
 

@@ -9,8 +9,8 @@ part is a seeded random fifth of the recipients instead, and the report says so.
 
 A model is judged only on sends newer than its own training data: the current model may have
 learned held-out rows up to the latest row it was trained on (``trained_until``, stored with
-it), which would judge it on answers it has seen. Those rows move to the candidate's training part, and the
-comparison is made on the rest; with none left, the current model stays.
+it), which would judge it on answers it has seen. Those rows move to the candidate's training
+part, and the comparison is made on the rest; with none left, the current model stays.
 
 The objective follows the data: LambdaRank over messages when most impressions share their
 message with other items, a pointwise binary objective (goal reached or not) when messages held

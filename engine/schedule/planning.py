@@ -146,20 +146,16 @@ def plan_run(store: Store, spec: CampaignSpec, now: datetime, trigger: str = "ma
 
 
 def _message_row(run_id: int, spec: CampaignSpec, entry: PlannedMember, now: datetime,
-                 logged: dict[SendTime, JsonText] | None = None) -> dict[str, Any]:
+                 logged: dict[SendTime, JsonText]) -> dict[str, Any]:
     """The Message row of one audience member: planned with its send time, or why not.
 
     :param logged: the decision's JSON per send time, encoded once for the recipients sharing one.
     """
     when = entry.send_time
-    decision = None
-    if when is not None:
-        decision = logged.get(when) if logged is not None else None
-        if decision is None:
-            decision = JsonText(dumps({"send_time": {"local_hour": when.local_hour, "probability": when.probability,
-                                                     "model": when.model}}))
-            if logged is not None:
-                logged[when] = decision
+    decision = logged.get(when) if when is not None else None
+    if when is not None and decision is None:
+        decision = logged[when] = JsonText(dumps({"send_time": {
+            "local_hour": when.local_hour, "probability": when.probability, "model": when.model}}))
     return {
         "run_id": run_id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
         "state": _STATE_OF_STATUS[entry.member.status], "send_at": when.at if when else now,
@@ -186,6 +182,7 @@ def plan_triggered(store: Store, spec: CampaignSpec, events: Sequence[Triggering
     assert trigger is not None
     require_content(store, spec, now)
     counts: dict[str, int] = {}
+    logged: dict[SendTime, JsonText] = {}
     with store.session() as session:
         wanted = {event.recipient_id for event in events}
         members = {m.recipient.id: m for m in build_audience(session, spec, now) if m.recipient.id in wanted}
@@ -203,7 +200,7 @@ def plan_triggered(store: Store, spec: CampaignSpec, events: Sequence[Triggering
                 start = max(now, event.ts + trigger.delay)
                 [when] = plan_campaign_send_times(session, spec, [member.recipient.id], [member.recipient.timezone],
                                                   start, rng)
-            outbox.insert_messages(session, [_message_row(run.id, spec, PlannedMember(member, when), now)])
+            outbox.insert_messages(session, [_message_row(run.id, spec, PlannedMember(member, when), now, logged)])
             counts[member.status] = counts.get(member.status, 0) + 1
             if when is None:
                 outbox.finish_run_if_done(session, run.id, now)
