@@ -16,6 +16,11 @@ What is measured (messages per second, all into the same smtp-sink):
   command's, from process start to exit; ``phases`` splits that time (start-up, planning,
   sending) from the times the store recorded.
 
+Each run also reports ``cpu_per_message``: the CPU microseconds per message of the sender (with
+the processes it started and waited for) and of smtp-sink. When the cores are all busy, the rate
+ratio follows the ratio of those totals (``cpu_per_message_vs_smtp_source``), whatever the
+sending code does with its time.
+
 Ratios are against smtp-source and the naive sender. A shared machine's speed drifts by a fifth
 from one minute to the next, so smtp-source, the naive sender and ``kairos send`` run in
 ``--rounds`` alternating rounds and the ratios are of their median rates (every round's rate is
@@ -87,9 +92,24 @@ class Sink:
                 time.sleep(0.05)
         raise RuntimeError("smtp-sink did not start")
 
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) smtp-sink has used so far."""
+        return _cpu_seconds(self.process.pid)
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _cpu(usage: Any, sink_seconds: float, messages: int) -> dict[str, float]:
+    """CPU microseconds per message of the sender (its process and the children it waited for) and of the sink."""
+    return {"sender_us": round((usage.ru_utime + usage.ru_stime) / messages * 1e6, 1),
+            "sink_us": round(sink_seconds / messages * 1e6, 1)}
 
 
 def write_project(directory: Path, recipients: int, port: int, dkim: bool) -> None:
@@ -209,13 +229,14 @@ class PeakMemory:
         return {"helper_peak_rss_mib": round(max(helpers) / 1024, 1) if helpers else None}
 
 
-def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False) -> dict[str, Any]:
+def kairos_send(recipients: int, sink: Sink, *, workers: int, dkim: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
         directory = Path(tmp)
-        write_project(directory, recipients, port, dkim)
+        write_project(directory, recipients, sink.port, dkim)
         kairos(directory, "import", "recipients", "recipients.csv")
         kairos(directory, "import", "content", "content.csv")
         signed = _signs(directory) if dkim else False
+        sink_before = sink.cpu_seconds()
         env = {"KAIROS_SECRET": "bench-secret", **os.environ, "PYTHONPATH": str(ROOT)}
         # wait4 gives this process's own rusage: the peak RSS of the planning-and-sending process
         started, wall_start = time.perf_counter(), time.time()
@@ -226,6 +247,7 @@ def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False)
         memory = PeakMemory(process.pid)
         _pid, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
+        sink_seconds = sink.cpu_seconds() - sink_before
         helpers = memory.stop()
         out, err = process.stdout.read().decode(), process.stderr.read().decode()
         if status != 0:
@@ -233,7 +255,8 @@ def kairos_send(recipients: int, port: int, *, workers: int, dkim: bool = False)
         sent = _sent(out)
         result = {"recipients": recipients, "workers": workers, "sent": sent, "seconds": round(elapsed, 2),
                   "rate": round(sent / elapsed, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), **helpers,
-                  "phases": _phases(directory / "kairos.db", wall_start, sent)}
+                  "phases": _phases(directory / "kairos.db", wall_start, sent),
+                  "cpu_per_message": _cpu(usage, sink_seconds, recipients)}
         if dkim:
             result["signed"] = signed
         return result
@@ -295,15 +318,16 @@ def _signs(directory: Path) -> bool:
     return bool(captured) and b"DKIM-Signature:" in captured[0]
 
 
-def naive_send(recipients: int, port: int) -> dict[str, Any]:
+def naive_send(recipients: int, sink: Sink) -> dict[str, Any]:
     """Jinja + EmailMessage + smtplib over one connection: the script a user would write."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates")), autoescape=True)
     html, text = environment.get_template("digest.html"), environment.get_template("digest.txt")
     items = [{"id": f"n{j}", "title": f"Headline number {j}", "url": f"https://news.example.test/{j}",
               "topic": f"topic{j % 6}", "attributes": {"reading_minutes": 3 + j % 7}, "slot": j} for j in range(3)]
     sizes = 0
+    sink_before, cpu_before = sink.cpu_seconds(), time.process_time()
     started = time.perf_counter()
-    with smtplib.SMTP("127.0.0.1", port) as smtp:
+    with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
         for n in range(recipients):
             subject = f"{items[0]['title']} and 2 more for Name{n}"
             context = {"recipient": {"id": f"r{n}", "email": f"user{n}@example{n % 50}.test",
@@ -321,18 +345,25 @@ def naive_send(recipients: int, port: int) -> dict[str, Any]:
             sizes += len(data)
             smtp.sendmail(SENDER, [context["recipient"]["email"]], data)
     elapsed = time.perf_counter() - started
+    cpu = {"sender_us": round((time.process_time() - cpu_before) / recipients * 1e6, 1),
+           "sink_us": round((sink.cpu_seconds() - sink_before) / recipients * 1e6, 1)}
     return {"messages": recipients, "seconds": round(elapsed, 2), "rate": round(recipients / elapsed, 1),
-            "message_bytes": sizes // recipients}
+            "message_bytes": sizes // recipients, "cpu_per_message": cpu}
 
 
-def smtp_source(messages: int, port: int, size: int) -> dict[str, Any]:
+def smtp_source(messages: int, sink: Sink, size: int) -> dict[str, Any]:
+    sink_before = sink.cpu_seconds()
     started = time.perf_counter()
-    subprocess.run(["smtp-source", "-s", "20", "-d", "-m", str(messages), "-l", str(size), "-f", SENDER,
-                    "-t", "user@example.test", f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(["smtp-source", "-s", "20", "-d", "-m", str(messages), "-l", str(size), "-f", SENDER,
+                                "-t", "user@example.test", f"127.0.0.1:{sink.port}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"smtp-source exited with status {status}")
     return {"messages": messages, "sessions": 20, "message_bytes": size, "seconds": round(elapsed, 2),
-            "rate": round(messages / elapsed, 1)}
+            "rate": round(messages / elapsed, 1), "cpu_per_message": _cpu(usage, sink.cpu_seconds() - sink_before,
+                                                                          messages)}
 
 
 def transport_only(messages: int, port: int, size: int, pipelining: bool) -> dict[str, Any]:
@@ -388,21 +419,24 @@ def main() -> None:
     try:
         naives, sources, campaigns = [], [], []
         for _round in range(max(1, args.rounds)):
-            naives.append(naive_send(args.recipients, sink.port))
-            sources.append(smtp_source(args.recipients, sink.port, naives[0]["message_bytes"]))
-            campaigns.append(kairos_send(args.recipients, sink.port, workers=args.workers))
+            naives.append(naive_send(args.recipients, sink))
+            sources.append(smtp_source(args.recipients, sink, naives[0]["message_bytes"]))
+            campaigns.append(kairos_send(args.recipients, sink, workers=args.workers))
         naive, source, campaign = median_round(naives), median_round(sources), median_round(campaigns)
         size = naive["message_bytes"]
         pipelined = transport_only(args.recipients, sink.port, size, pipelining=True)
         plain = transport_only(args.recipients, sink.port, size, pipelining=False)
-        one_worker = kairos_send(args.recipients, sink.port, workers=1) if args.workers > 1 else campaign
-        signed = kairos_send(args.recipients, sink.port, workers=args.workers, dkim=True)
-        large = kairos_send(args.large, sink.port, workers=args.workers) if args.large else None
+        one_worker = kairos_send(args.recipients, sink, workers=1) if args.workers > 1 else campaign
+        signed = kairos_send(args.recipients, sink, workers=args.workers, dkim=True)
+        large = kairos_send(args.large, sink, workers=args.workers) if args.large else None
     finally:
         sink.stop()
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 3)
+
+    def cpu_total(run: dict[str, Any]) -> float:
+        return float(run["cpu_per_message"]["sender_us"] + run["cpu_per_message"]["sink_us"])
 
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "bytecode": bytecode},
@@ -418,6 +452,7 @@ def main() -> None:
             "vs_smtp_source": ratio(campaign["rate"], source["rate"]),
             "vs_naive": ratio(campaign["rate"], naive["rate"]),
             "dkim_vs_smtp_source": ratio(signed["rate"], source["rate"]),
+            "cpu_per_message_vs_smtp_source": ratio(cpu_total(source), cpu_total(campaign)),
             "memory": {
                 "planning_and_sending_mib": {str(campaign["recipients"]): campaign["peak_rss_mib"],
                                              **({str(large["recipients"]): large["peak_rss_mib"]} if large else {})},
