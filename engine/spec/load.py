@@ -79,6 +79,12 @@ class _Reader:
                                 + ", ".join(allowed))
         return value
 
+    def require(self, dotted: str, table: dict[str, Any], keys: tuple[str, ...], missing: str) -> None:
+        """Fail at the first of ``keys`` that ``table`` (at ``dotted``) lacks, with ``missing`` as the problem."""
+        for key in keys:
+            if key not in table:
+                raise self.fail(f"{dotted}.{key}", missing)
+
     def typed(self, dotted: str, value: Any, parse: Callable[[Any], Any]) -> Any:
         try:
             return parse(value)
@@ -112,9 +118,7 @@ def load_campaign(path: Path, templates: Path) -> CampaignSpec:
             raise SpecError(path, section, f"missing the [{section}] section", line=None)
 
     campaign = read.table("campaign", data["campaign"], SECTIONS["campaign"])
-    for key in ("name", "goal"):
-        if key not in campaign:
-            raise read.fail(f"campaign.{key}", "missing; it is required")
+    read.require("campaign", campaign, ("name", "goal"), "missing; it is required")
     name = read.typed("campaign.name", campaign["name"], values.name)
     goal = read.typed("campaign.goal", campaign["goal"], values.goal)
     goal_window = read.typed("campaign.goal_window", campaign.get("goal_window", "48h"), values.positive_duration)
@@ -197,9 +201,7 @@ def _audience(read: _Reader, value: Any) -> Audience:
     cap = None
     if "frequency_cap" in table:
         spec = read.table("audience.frequency_cap", table["frequency_cap"], ("max", "per"))
-        for key in ("max", "per"):
-            if key not in spec:
-                raise read.fail(f"audience.frequency_cap.{key}", "missing; e.g. { max = 3, per = \"7d\" }")
+        read.require("audience.frequency_cap", spec, ("max", "per"), "missing; e.g. { max = 3, per = \"7d\" }")
         cap = FrequencyCap(
             max=read.typed("audience.frequency_cap.max", spec["max"], values.count),
             per=read.typed("audience.frequency_cap.per", spec["per"], values.positive_duration),
@@ -255,9 +257,8 @@ def _variants(read: _Reader, value: Any, templates: Path) -> tuple[Variant, ...]
     for index, entry in enumerate(value):
         dotted = f"variants[{index}]"
         table = read.table(dotted, entry, SECTIONS["variants"])
-        for key in ("name", "subject", "template"):
-            if key not in table:
-                raise read.fail(f"{dotted}.{key}", "missing; every variant needs name, subject and template")
+        read.require(dotted, table, ("name", "subject", "template"),
+                     "missing; every variant needs name, subject and template")
         template = read.typed(f"{dotted}.template", table["template"], values.name)
         if not any((templates / f"{template}{suffix}").is_file() for suffix in TEMPLATE_SUFFIXES):
             raise read.fail(f"{dotted}.template", f"no template {template!r}: expected "
@@ -292,9 +293,7 @@ def _optimize(read: _Reader, value: Any) -> Optimize:
     staged = None
     if "staged" in table:
         spec = read.table("optimize.staged", table["staged"], ("explore", "wait"))
-        for key in ("explore", "wait"):
-            if key not in spec:
-                raise read.fail(f"optimize.staged.{key}", "missing; e.g. { explore = 0.2, wait = \"4h\" }")
+        read.require("optimize.staged", spec, ("explore", "wait"), "missing; e.g. { explore = 0.2, wait = \"4h\" }")
         staged = Staged(
             explore=read.typed("optimize.staged.explore", spec["explore"], values.fraction(0.01, 1.0)),
             wait=read.typed("optimize.staged.wait", spec["wait"], values.positive_duration),

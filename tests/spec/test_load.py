@@ -153,6 +153,10 @@ BROKEN = [
     ("bad subject template", 'subject = "Plain"', 'subject = "{{ oops"', "variants[1].subject", 30),
     ("bandit unknown", 'bandit = "none"', 'bandit = "greedy"', "optimize.bandit", 35),
     ("unknown channel", "[optimize]", '[channels]\nallowed = ["fax"]\n\n[optimize]', "channels.allowed[0]", 35),
+    ("campaign without goal", 'goal = "convert"\n', "", "campaign.goal", 1),
+    ("variant without subject", 'subject = "Plain"\n', "", "variants[1].subject", 28),
+    ("staged test without wait", "exploration = 0.2", "exploration = 0.2\nstaged = { explore = 0.2 }",
+     "optimize.staged.wait", 37),
 ]
 
 
