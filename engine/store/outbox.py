@@ -142,16 +142,25 @@ def update_messages(session: Session, changes: Sequence[dict[str, Any]]) -> None
         except TypeError:  # a JSON value (a decision): this message's own row
             groups.setdefault(columns, []).append({"key_id": change["id"],
                                                    **{f"set_{name}": change[name] for name in columns}})
-    table = Message.__table__  # type: ignore[attr-defined]
     for values, ids in alike.items():
         if len(ids) == 1:
             groups.setdefault(tuple(name for name, _ in values), []).append(
                 {"key_id": ids[0], **{f"set_{name}": value for name, value in values}})
             continue
+        statement = _update_alike_statement(tuple(name for name, _ in values))
+        parameters = {f"set_{name}": value for name, value in values}
         for start in range(0, len(ids), 900):
-            session.execute(sa.update(table).where(table.c.id.in_(ids[start:start + 900])).values(dict(values)))
+            session.execute(statement, {"ids": ids[start:start + 900], **parameters})
     for columns, rows in groups.items():
         execute_many(session, _update_statement(columns), rows)
+
+
+@functools.cache
+def _update_alike_statement(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE message SET <columns> WHERE id IN :ids``, built once per set of columns."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    return (sa.update(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values({name: sa.bindparam(f"set_{name}") for name in columns}))
 
 
 @functools.cache

@@ -6,6 +6,7 @@ lists rather than ORM objects, so a million rows do not become a million Python 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
@@ -80,10 +81,21 @@ def first_recipients(session: Session, limit: int) -> list[RecipientRow]:
     return [RecipientRow(*row) for row in rows]
 
 
+# The queries a sending batch runs, built once: ``IN`` lists are expanding parameters, so no
+# statement is built per batch (and none is left for the cyclic garbage collector to find).
+_RECIPIENTS_BY_ID = _RECIPIENT_COLUMNS.where(col(Recipient.id).in_(sa.bindparam("ids", expanding=True)))
+_SUPPRESSED_IDS = sa.select(col(Suppression.recipient_id)).where(
+    col(Suppression.recipient_id).in_(sa.bindparam("ids", expanding=True)),
+    col(Suppression.channel).in_(sa.bindparam("channels", expanding=True)))
+_SUPPRESSED_HASHES = sa.select(col(Suppression.address_hash)).where(
+    col(Suppression.address_hash).in_(sa.bindparam("hashes", expanding=True)),
+    col(Suppression.channel).in_(sa.bindparam("channels", expanding=True)))
+
+
 def recipients_by_id(session: Session, ids: Sequence[str]) -> dict[str, RecipientRow]:
     found: dict[str, RecipientRow] = {}
     for chunk in _chunks(ids):
-        rows = session.execute(_RECIPIENT_COLUMNS.where(col(Recipient.id).in_(chunk))).all()
+        rows = session.execute(_RECIPIENTS_BY_ID, {"ids": list(chunk)}).all()
         found.update((row[0], RecipientRow(*row)) for row in rows)
     return found
 
@@ -187,14 +199,12 @@ def suppressed_recipients(session: Session, recipients: Sequence[RecipientRow], 
     channels = ["all", channel]
     ids = [r.id for r in recipients]
     for chunk in _chunks(ids):
-        found.update(r for r in session.exec(select(Suppression.recipient_id)
-                                             .where(col(Suppression.recipient_id).in_(chunk),
-                                                    col(Suppression.channel).in_(channels))).all() if r is not None)
+        found.update(r for r in session.execute(_SUPPRESSED_IDS, {"ids": list(chunk), "channels": channels}).scalars()
+                     if r is not None)
     hashes = list(by_hash)
     for chunk in _chunks(hashes):
-        found.update(by_hash[h] for h in session.exec(select(Suppression.address_hash)
-                                                        .where(col(Suppression.address_hash).in_(chunk),
-                                                               col(Suppression.channel).in_(channels))).all()
+        found.update(by_hash[h] for h in session.execute(_SUPPRESSED_HASHES, {"hashes": list(chunk),
+                                                                              "channels": channels}).scalars()
                      if h is not None)
     return found
 
@@ -268,22 +278,34 @@ def event_columns(session: Session, *, since: datetime, until: datetime, types: 
     For everyone, or for the given recipients; optionally only some event types.
     """
     found: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMN_NAMES}
+    query = _event_columns_query(types is not None, recipient_ids is not None)
     chunks: Iterable[Sequence[str] | None] = [None] if recipient_ids is None else _chunks(recipient_ids)
     for chunk in chunks:
-        query = (sa.select(col(Event.recipient_id), col(Event.type), col(Event.ts), col(Event.item_id),
-                           col(ContentItem.topic), col(Event.channel), col(Event.campaign), col(Event.variant),
-                           col(Event.position), col(Event.propensity), col(Event.message_id))
-                 .outerjoin(ContentItem, col(ContentItem.id) == col(Event.item_id))
-                 .where(col(Event.ts) >= since, col(Event.ts) < until))
+        parameters: dict[str, Any] = {"since": since, "until": until}
         if types is not None:
-            query = query.where(col(Event.type).in_(types))
+            parameters["types"] = list(types)
         if chunk is not None:
-            query = query.where(col(Event.recipient_id).in_(chunk))
-        rows = session.execute(query).all()
+            parameters["ids"] = list(chunk)
+        rows = session.execute(query, parameters).all()
         if rows:
             for name, values in zip(EVENT_COLUMN_NAMES, zip(*rows, strict=True), strict=True):
                 found[name].extend(values)
     return found
+
+
+@functools.cache
+def _event_columns_query(by_type: bool, by_recipient: bool) -> sa.Executable:
+    """The query of :func:`event_columns`, built once per shape (decisions run it every batch)."""
+    query = (sa.select(col(Event.recipient_id), col(Event.type), col(Event.ts), col(Event.item_id),
+                       col(ContentItem.topic), col(Event.channel), col(Event.campaign), col(Event.variant),
+                       col(Event.position), col(Event.propensity), col(Event.message_id))
+             .outerjoin(ContentItem, col(ContentItem.id) == col(Event.item_id))
+             .where(col(Event.ts) >= sa.bindparam("since"), col(Event.ts) < sa.bindparam("until")))
+    if by_type:
+        query = query.where(col(Event.type).in_(sa.bindparam("types", expanding=True)))
+    if by_recipient:
+        query = query.where(col(Event.recipient_id).in_(sa.bindparam("ids", expanding=True)))
+    return query
 
 
 def item_event_counts_between(session: Session, item_ids: Sequence[str], types: Sequence[str],
