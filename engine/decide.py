@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlmodel import Session
@@ -55,8 +55,7 @@ REFRESH_COST_FACTOR = 10
 _HASH_MULTIPLIERS = np.random.default_rng(20261).integers(1, 2**62, size=512, dtype=np.uint64) | np.uint64(1)
 
 
-@dataclass(frozen=True)
-class ItemPick:
+class ItemPick(NamedTuple):
     id: str
     slot: int
     score: float

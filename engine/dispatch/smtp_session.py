@@ -14,7 +14,7 @@ import contextlib
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiosmtplib
 
@@ -27,8 +27,7 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 AFTER_DATA = ", after the whole message was sent and before the server's answer"
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One envelope waiting for its answer."""
 
     envelope: Envelope

@@ -28,7 +28,7 @@ import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -142,8 +142,7 @@ class BatchOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     message: ClaimedMessage
     decision: Decision
     envelopes: tuple[Envelope | PushEnvelope, ...]
