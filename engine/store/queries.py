@@ -308,18 +308,24 @@ def _event_columns_query(by_type: bool, by_recipient: bool) -> sa.Executable:
     return query
 
 
-def item_event_counts_between(session: Session, item_ids: Sequence[str], types: Sequence[str],
-                              since: datetime, until: datetime) -> dict[tuple[str, str], int]:
-    """{(item_id, type): count} of events in [since, until) over every recipient."""
+def item_event_counts_between(session: Session, item_ids: Sequence[str], types: Sequence[str], since: datetime,
+                              until: datetime, recent: datetime | None = None
+                              ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """{(item_id, type): count} of events in [since, until) over every recipient, and the same
+    counts from ``recent`` on (empty without it), read in one scan of the window."""
     counts: dict[tuple[str, str], int] = {}
+    recent_counts: dict[tuple[str, str], int] = {}
+    from_recent = sa.func.sum(sa.case((col(Event.ts) >= recent, 1), else_=0)) if recent is not None else sa.null()
     for chunk in _chunks(item_ids):
-        query = (select(Event.item_id, Event.type, sa.func.count())
+        query = (sa.select(col(Event.item_id), col(Event.type), sa.func.count(), from_recent)
                  .where(col(Event.item_id).in_(chunk), col(Event.type).in_(types),
                         col(Event.ts) >= since, col(Event.ts) < until)
                  .group_by(col(Event.item_id), col(Event.type)))
-        for item_id, kind, count in session.exec(query).all():
+        for item_id, kind, count, recent_count in session.execute(query).all():
             counts[(str(item_id), kind)] = int(count)
-    return counts
+            if recent_count:
+                recent_counts[(str(item_id), kind)] = int(recent_count)
+    return counts, recent_counts
 
 
 def campaign_message_sends(session: Session, campaign: str, until: datetime) -> dict[str, list[Any]]:
