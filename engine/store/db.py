@@ -8,17 +8,20 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import Session, SQLModel
 
 from engine.errors import StoreError
 from engine.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 
 def _normalize_url(url: str) -> str:
@@ -237,8 +240,17 @@ def _upsert_statement(dialect: str, table: type[SQLModel], key: tuple[str, ...],
                       update: tuple[str, ...]) -> sa.Insert:
     # Built once per (dialect, table, key, update): constructing the statement costs more than
     # executing it for a small batch (tracking writes a few dozen rows at a time).
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table.__table__)  # type: ignore[attr-defined]
+    # Each dialect's module is imported when first needed: PostgreSQL's loads every one of its
+    # drivers' modules, a sixtieth of a second that a command on SQLite need not spend.
+    statement: PostgresqlInsert | SqliteInsert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        statement = postgresql.insert(table.__table__)  # type: ignore[attr-defined]
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(table.__table__)  # type: ignore[attr-defined]
     if update:
         return statement.on_conflict_do_update(
             index_elements=list(key), set_={column: statement.excluded[column] for column in update})
