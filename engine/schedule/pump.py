@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.decide import Decision, Policy
+from engine.decide import REFRESH_COST_FACTOR, Decision, Policy
 from engine.dispatch.base import Envelope, PushEnvelope, PushNotification, Transport
 from engine.dispatch.retry import Backoff
 from engine.errors import DispatchError, DispatchPaused, PushError, RenderError, SmtpError
@@ -115,12 +116,20 @@ class SendContext:
     rules: SendRules = field(default_factory=SendRules)
     push_templates: PushTemplates = field(default_factory=PushTemplates)
     item_table: tuple[datetime, ItemTable] | None = field(default=None, repr=False)
+    item_refresh: timedelta = ITEM_TABLE_REFRESH
+    timer: Callable[[], float] = field(default=time.perf_counter, repr=False)  # what a read of the table costs
 
     def items_at(self, session: Any, now: datetime) -> ItemTable:
-        """The campaign's item table as of ``now``, read again once ``ITEM_TABLE_REFRESH`` old."""
+        """The campaign's item table as of ``now``, read again once ``ITEM_TABLE_REFRESH`` old, or
+        :data:`~engine.decide.REFRESH_COST_FACTOR` times as long as the last read took: the counts
+        are read over the event log, which a long run keeps growing, and re-reading them never
+        costs more than a tenth of the time."""
         cached = self.item_table
-        if cached is None or not timedelta(0) <= now - cached[0] < ITEM_TABLE_REFRESH:
+        if cached is None or not timedelta(0) <= now - cached[0] < self.item_refresh:
+            started = self.timer()
             self.item_table = cached = (now, self.policy.item_table(session, now))
+            took = self.timer() - started
+            self.item_refresh = max(ITEM_TABLE_REFRESH, timedelta(seconds=REFRESH_COST_FACTOR * took))
         return cached[1]
 
 

@@ -1,4 +1,5 @@
-"""The pump reads the content pool again once the item table in hand is ITEM_TABLE_REFRESH old."""
+"""The pump reads the content pool again once the item table in hand is ITEM_TABLE_REFRESH old,
+or ten times as long as reading it took."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ class CountingPolicy:
         return f"table at {now:%H:%M:%S}"
 
 
-def context(policy: CountingPolicy) -> SendContext:
+def context(policy: CountingPolicy, read_seconds: float = 0.0) -> SendContext:
+    """A context whose every read of the table takes ``read_seconds`` by its timer."""
     unused: Any = None
+    ticks = iter(range(1000))
     return SendContext(store=unused, spec=unused, policy=policy, templates=unused,
-                       transport=unused, from_address="news@example.test", clock=lambda: NOW, composer=unused)
+                       transport=unused, from_address="news@example.test", clock=lambda: NOW, composer=unused,
+                       timer=lambda: next(ticks) * read_seconds)
 
 
 def test_batches_inside_the_refresh_interval_share_one_table() -> None:
@@ -44,3 +48,13 @@ def test_the_pool_is_read_again_once_the_table_is_old_or_the_clock_went_back() -
     earlier = NOW - timedelta(seconds=1)
     ctx.items_at(None, earlier)
     assert policy.reads == [NOW, later, earlier]
+
+
+def test_a_slow_read_is_repeated_less_often() -> None:
+    policy = CountingPolicy()
+    ctx = context(policy, read_seconds=3.0)  # ten times 3 s: read again after 30 s, not 10
+    ctx.items_at(None, NOW)
+    ctx.items_at(None, NOW + timedelta(seconds=29))
+    assert policy.reads == [NOW]
+    ctx.items_at(None, NOW + timedelta(seconds=30))
+    assert policy.reads == [NOW, NOW + timedelta(seconds=30)]
