@@ -14,7 +14,8 @@ What is measured (messages per second, all into the same smtp-sink):
   record every message, on SQLite), without and with DKIM signing configured, and its peak
   memory (RSS) at ``--recipients`` and ``--large`` recipients. Its ``rate`` is the whole
   command's, from process start to exit; ``phases`` splits that time (start-up, planning,
-  sending) from the times the store recorded.
+  sending) from the times the store recorded. ``large_vs_smtp_source`` compares the
+  ``--large`` run with smtp-source sending as many messages just before and just after it.
 
 Each run also reports ``cpu_per_message``: the CPU microseconds per message of the sender (with
 the processes it started and waited for) and of smtp-sink. When the cores are all busy, the rate
@@ -428,7 +429,11 @@ def main() -> None:
         plain = transport_only(args.recipients, sink.port, size, pipelining=False)
         one_worker = kairos_send(args.recipients, sink, workers=1) if args.workers > 1 else campaign
         signed = kairos_send(args.recipients, sink, workers=args.workers, dkim=True)
-        large = kairos_send(args.large, sink, workers=args.workers) if args.large else None
+        large, large_sources = None, []
+        if args.large:  # the same comparison at the larger size: smtp-source just before and just after
+            large_sources.append(smtp_source(args.large, sink, size))
+            large = kairos_send(args.large, sink, workers=args.workers)
+            large_sources.append(smtp_source(args.large, sink, size))
     finally:
         sink.stop()
 
@@ -453,6 +458,11 @@ def main() -> None:
             "vs_naive": ratio(campaign["rate"], naive["rate"]),
             "dkim_vs_smtp_source": ratio(signed["rate"], source["rate"]),
             "cpu_per_message_vs_smtp_source": ratio(cpu_total(source), cpu_total(campaign)),
+            **({"large_vs_smtp_source": {
+                "recipients": large["recipients"], "rate": large["rate"],
+                "smtp_source_rates": [run["rate"] for run in large_sources],
+                "ratio": ratio(large["rate"], sum(run["rate"] for run in large_sources) / len(large_sources))}}
+               if large else {}),
             "memory": {
                 "planning_and_sending_mib": {str(campaign["recipients"]): campaign["peak_rss_mib"],
                                              **({str(large["recipients"]): large["peak_rss_mib"]} if large else {})},
