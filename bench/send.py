@@ -107,10 +107,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def _cpu(usage: Any, sink_seconds: float, messages: int) -> dict[str, float]:
-    """CPU microseconds per message of the sender (its process and the children it waited for) and of the sink."""
-    return {"sender_us": round((usage.ru_utime + usage.ru_stime) / messages * 1e6, 1),
-            "sink_us": round(sink_seconds / messages * 1e6, 1)}
+def _cpu(sender_seconds: float, sink_seconds: float, messages: int) -> dict[str, float]:
+    """CPU microseconds per message of the sender and of the sink."""
+    return {"sender_us": round(sender_seconds / messages * 1e6, 1), "sink_us": round(sink_seconds / messages * 1e6, 1)}
+
+
+def _waited_cpu(usage: Any) -> float:
+    """The CPU seconds of a waited-for process and the children it waited for (wait4's rusage)."""
+    return float(usage.ru_utime + usage.ru_stime)
 
 
 def write_project(directory: Path, recipients: int, port: int, dkim: bool) -> None:
@@ -257,7 +261,7 @@ def kairos_send(recipients: int, sink: Sink, *, workers: int, dkim: bool = False
         result = {"recipients": recipients, "workers": workers, "sent": sent, "seconds": round(elapsed, 2),
                   "rate": round(sent / elapsed, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), **helpers,
                   "phases": _phases(directory / "kairos.db", wall_start, sent),
-                  "cpu_per_message": _cpu(usage, sink_seconds, recipients)}
+                  "cpu_per_message": _cpu(_waited_cpu(usage), sink_seconds, recipients)}
         if dkim:
             result["signed"] = signed
         return result
@@ -346,8 +350,7 @@ def naive_send(recipients: int, sink: Sink) -> dict[str, Any]:
             sizes += len(data)
             smtp.sendmail(SENDER, [context["recipient"]["email"]], data)
     elapsed = time.perf_counter() - started
-    cpu = {"sender_us": round((time.process_time() - cpu_before) / recipients * 1e6, 1),
-           "sink_us": round((sink.cpu_seconds() - sink_before) / recipients * 1e6, 1)}
+    cpu = _cpu(time.process_time() - cpu_before, sink.cpu_seconds() - sink_before, recipients)
     return {"messages": recipients, "seconds": round(elapsed, 2), "rate": round(recipients / elapsed, 1),
             "message_bytes": sizes // recipients, "cpu_per_message": cpu}
 
@@ -363,8 +366,8 @@ def smtp_source(messages: int, sink: Sink, size: int) -> dict[str, Any]:
     if status != 0:
         raise RuntimeError(f"smtp-source exited with status {status}")
     return {"messages": messages, "sessions": 20, "message_bytes": size, "seconds": round(elapsed, 2),
-            "rate": round(messages / elapsed, 1), "cpu_per_message": _cpu(usage, sink.cpu_seconds() - sink_before,
-                                                                          messages)}
+            "rate": round(messages / elapsed, 1),
+            "cpu_per_message": _cpu(_waited_cpu(usage), sink.cpu_seconds() - sink_before, messages)}
 
 
 def transport_only(messages: int, port: int, size: int, pipelining: bool) -> dict[str, Any]:
