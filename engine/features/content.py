@@ -133,8 +133,8 @@ def build_item_table(session: Session, content: Content, now: datetime, goal_eve
     items = candidate_items(session, content, now)
     ids = [i.id for i in items]
     types = ["sent", "click", goal_event]
-    long, recent = queries.item_event_counts_between(session, ids, types, now - timedelta(days=LONG_DAYS), now,
-                                                     recent=now - timedelta(days=RECENT_DAYS))
+    long, recent = queries.item_event_counts(session, ids, types, now - timedelta(days=LONG_DAYS),
+                                             now - timedelta(days=RECENT_DAYS), now)
 
     def column(counts: dict[tuple[str, str], int], kind: str) -> np.ndarray:
         return np.array([counts.get((i, kind), 0) for i in ids], dtype=float)

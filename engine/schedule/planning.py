@@ -152,10 +152,12 @@ def _message_row(run_id: int, spec: CampaignSpec, entry: PlannedMember, now: dat
     :param logged: the decision's JSON per send time, encoded once for the recipients sharing one.
     """
     when = entry.send_time
-    decision = logged.get(when) if when is not None else None
-    if when is not None and decision is None:
-        decision = logged[when] = JsonText(dumps({"send_time": {
-            "local_hour": when.local_hour, "probability": when.probability, "model": when.model}}))
+    decision = None
+    if when is not None:
+        decision = logged.get(when)
+        if decision is None:
+            decision = logged[when] = JsonText(dumps({"send_time": {
+                "local_hour": when.local_hour, "probability": when.probability, "model": when.model}}))
     return {
         "run_id": run_id, "campaign": spec.name, "recipient_id": entry.member.recipient.id,
         "state": _STATE_OF_STATUS[entry.member.status], "send_at": when.at if when else now,

@@ -110,20 +110,6 @@ def pool_names(session: Session) -> list[str]:
     return list(session.exec(select(ContentItem.pool).distinct()).all())
 
 
-def item_event_counts(session: Session, item_ids: Sequence[str], types: Sequence[str],
-                      since: datetime | None = None) -> dict[tuple[str, str], int]:
-    """{(item_id, type): count} over every recipient, optionally since a time."""
-    counts: dict[tuple[str, str], int] = {}
-    for chunk in _chunks(item_ids):
-        query = (select(Event.item_id, Event.type, sa.func.count())
-                 .where(col(Event.item_id).in_(chunk), col(Event.type).in_(types)))
-        if since is not None:
-            query = query.where(Event.ts >= since)
-        for item_id, kind, count in session.exec(query.group_by(col(Event.item_id), col(Event.type))).all():
-            counts[(str(item_id), kind)] = int(count)
-    return counts
-
-
 def recipient_topic_counts(session: Session, recipient_ids: Sequence[str], types: Sequence[str],
                            since: datetime | None = None) -> list[tuple[str, str, str, int]]:
     """(recipient_id, topic, type, count) for events on items with a topic."""
@@ -308,20 +294,26 @@ def _event_columns_query(by_type: bool, by_recipient: bool) -> sa.Executable:
     return query
 
 
-def item_event_counts_between(session: Session, item_ids: Sequence[str], types: Sequence[str], since: datetime,
-                              until: datetime, recent: datetime | None = None
-                              ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+# The item table's counts (:func:`item_event_counts`), re-read by every sending process as the log grows.
+_ITEM_EVENT_COUNTS = (
+    sa.select(col(Event.item_id), col(Event.type), sa.func.count(),
+              sa.func.sum(sa.case((col(Event.ts) >= sa.bindparam("recent"), 1), else_=0)))
+    .where(col(Event.item_id).in_(sa.bindparam("ids", expanding=True)),
+           col(Event.type).in_(sa.bindparam("types", expanding=True)),
+           col(Event.ts) >= sa.bindparam("since"), col(Event.ts) < sa.bindparam("until"))
+    .group_by(col(Event.item_id), col(Event.type)))
+
+
+def item_event_counts(session: Session, item_ids: Sequence[str], types: Sequence[str], since: datetime,
+                      recent: datetime, until: datetime
+                      ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """{(item_id, type): count} of events in [since, until) over every recipient, and the same
-    counts from ``recent`` on (empty without it), read in one scan of the window."""
+    counts in [recent, until), read in one scan of the window."""
     counts: dict[tuple[str, str], int] = {}
     recent_counts: dict[tuple[str, str], int] = {}
-    from_recent = sa.func.sum(sa.case((col(Event.ts) >= recent, 1), else_=0)) if recent is not None else sa.null()
     for chunk in _chunks(item_ids):
-        query = (sa.select(col(Event.item_id), col(Event.type), sa.func.count(), from_recent)
-                 .where(col(Event.item_id).in_(chunk), col(Event.type).in_(types),
-                        col(Event.ts) >= since, col(Event.ts) < until)
-                 .group_by(col(Event.item_id), col(Event.type)))
-        for item_id, kind, count, recent_count in session.execute(query).all():
+        parameters = {"ids": list(chunk), "types": list(types), "since": since, "recent": recent, "until": until}
+        for item_id, kind, count, recent_count in session.execute(_ITEM_EVENT_COUNTS, parameters).all():
             counts[(str(item_id), kind)] = int(count)
             if recent_count:
                 recent_counts[(str(item_id), kind)] = int(recent_count)
