@@ -50,15 +50,20 @@ from engine.learn.models import promoted_ranker  # noqa: E402
 from engine.learn.ope import evaluate_policy  # noqa: E402
 from engine.learn.ranker import LightGBMRanker, TrainingParams  # noqa: E402
 from engine.learn.training import fit_ranker, load_impressions, train_campaign  # noqa: E402
-from engine.sim import World, make_catalog, make_population, seed_store, simulate_history  # noqa: E402
+from engine.sim import SimEvents, World, make_catalog, make_population, seed_store, simulate_history  # noqa: E402
 from engine.sim.baselines import SEGMENT_RULES, blast, history_stats, oracle, segment_rule  # noqa: E402
 from engine.sim.campaign import run_baseline, run_kairos, summary  # noqa: E402
+from engine.sim.seed import write_events  # noqa: E402
+from engine.sim.visits import VisitHabits  # noqa: E402
 from engine.spec import load_campaign  # noqa: E402
 from engine.spec.model import CampaignSpec  # noqa: E402
 from engine.store import ContentItem, Event, Recipient, Store  # noqa: E402
 from engine.store.db import upsert  # noqa: E402
 
 START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)  # a Monday, before anyone's morning
+HISTORY = timedelta(weeks=8)
+VISITORS = 0.5         # share of the simulated audience that also visits the site, in the second world
+VISITS_PER_WEEK = 1.0  # their mean visits a week
 SECTIONS = ("simulator", "hillstrom", "throughput")
 VARIANTS = ("plain", "curiosity")
 
@@ -115,8 +120,6 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     catalog = make_catalog("articles", 40, START, rng, published_before=timedelta(weeks=9))
     history = simulate_history(population, catalog, weeks=8, items_per_message=3, now=START, rng=rng)
     world = World(population, catalog, variant_open_lift=(1.0, 1.2), variant_unsubscribe=(1.0, 1.0))
-    store = Store.open(f"sqlite:///{directory / 'sim.db'}")
-    seed_store(store, population, [catalog], history, START)
     spec = campaign_file(directory, SIM_CAMPAIGN)
     days = [START + timedelta(days=7 * week) for week in range(4)]
     stats = history_stats(population, catalog, history, START)
@@ -130,23 +133,51 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     rules = {rule: baseline(lambda r, rule=rule: segment_rule(world, stats, r, k, rule)) for rule in SEGMENT_RULES}
     best_rule = max(rules, key=lambda rule: rules[rule]["goal_rate_expected"])
     knows_all = baseline(lambda r: oracle(world, r, k, spec.schedule.window))
-    log(f"simulator: baselines done ({time.perf_counter() - started:.0f}s); Kairos runs four weeks")
-    weeks = run_kairos(store, spec, world, days, np.random.default_rng(seed + 1), params=TrainingParams())
-    kairos = summary(weeks)
     rate = "goal_rate_expected"
+
+    def kairos_weeks(name: str, visits: VisitHabits | None) -> dict[str, Any]:
+        log(f"simulator: Kairos runs four weeks ({name}, {time.perf_counter() - started:.0f}s)")
+        store = Store.open(f"sqlite:///{directory / f'{name}.db'}")
+        seed_store(store, population, [catalog], history, START)
+        write_visits = None
+        if visits is not None:
+            visit_rng = np.random.default_rng(seed + 2)
+            write_events(store, visits.visits(population, START - HISTORY, START, visit_rng, tag="history"))
+
+            def write_visits(since: datetime, until: datetime) -> SimEvents:
+                return visits.visits(population, since, until, visit_rng, tag=f"{since:%Y%m%d}")
+        weeks = run_kairos(store, spec, world, days, np.random.default_rng(seed + 1), params=TrainingParams(),
+                           visits=write_visits)
+        kairos = summary(weeks)
+        return {
+            "kairos": kairos,
+            "kairos_weekly_goal_rate": [round(w.expected_rate, 5) for w in weeks],
+            "ranker_promoted_each_week": [bool(w.training and w.training.promoted) for w in weeks],
+            "lift_vs_same_for_everyone": round(kairos[rate] / same_for_everyone[rate], 3),
+            "lift_vs_best_segment_rule": round(kairos[rate] / rules[best_rule][rate], 3),
+            "share_of_oracle": round(kairos[rate] / knows_all[rate], 3),
+        }
+
+    email_only = kairos_weeks("sim", None)
+    habits = VisitHabits.draw(population, np.random.default_rng(seed + 2), share=VISITORS, per_week=VISITS_PER_WEEK)
+    with_visits = kairos_weeks("sim-visits", habits)
     return {
         "recipients": size, "history_weeks": 8, "campaign_weeks": len(days),
         "goal": "share of messages followed by a click within 48h (expected: from the hidden probabilities)",
-        "kairos": kairos,
+        **email_only,
         "same_for_everyone_fixed_hour": same_for_everyone,
         "best_segment_rule": {"rule": best_rule, **rules[best_rule]},
         "segment_rules": {rule: rules[rule][rate] for rule in rules},
         "oracle": knows_all,
-        "kairos_weekly_goal_rate": [round(w.expected_rate, 5) for w in weeks],
-        "ranker_promoted_each_week": [bool(w.training and w.training.promoted) for w in weeks],
-        "lift_vs_same_for_everyone": round(kairos[rate] / same_for_everyone[rate], 3),
-        "lift_vs_best_segment_rule": round(kairos[rate] / rules[best_rule][rate], 3),
-        "share_of_oracle": round(kairos[rate] / knows_all[rate], 3),
+        "with_site_visits": {
+            "what": f"the same audience, answering the same way, but {VISITORS:.0%} of it also visits the site "
+                    f"outside any message ({VISITS_PER_WEEK:g} a week on average, at the hour they read "
+                    "mail), logged as `visit` events with no campaign; the baselines and the oracle are "
+                    "unchanged, since visits change no answer",
+            "visitors": VISITORS, "visits_per_week": VISITS_PER_WEEK,
+            "visitors_recipients": int((habits.per_week > 0).sum()),
+            **with_visits,
+        },
         "targets": {"lift_vs_same_for_everyone": 1.5, "share_of_oracle": 0.85},
         "seconds": round(time.perf_counter() - started, 1),
     }

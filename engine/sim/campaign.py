@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -34,6 +34,8 @@ from engine.sim.seed import write_events
 from engine.spec.model import CampaignSpec
 from engine.store import Store, queries
 from engine.store.queries import RecipientRow
+
+WEEK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,11 @@ def run_baseline(world: World, choose: Callable[[np.ndarray], Plan], days: list[
 
 
 def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[datetime], rng: np.random.Generator, *,
-               params: TrainingParams | None = None, train: bool = True) -> list[WeekOutcome]:
+               params: TrainingParams | None = None, train: bool = True,
+               visits: Callable[[datetime, datetime], SimEvents] | None = None) -> list[WeekOutcome]:
     """The campaign's weeks with Kairos deciding and learning; the store must hold the population,
-    the catalog (as ``spec``'s pool) and any history."""
+    the catalog (as ``spec``'s pool) and any history. ``visits(since, until)``, when given, are the
+    audience's events outside any message, written week by week."""
     population, catalog = world.population, world.catalog
     person = {rid: i for i, rid in enumerate(population.ids)}
     item_index = {iid: j for j, iid in enumerate(catalog.ids)}
@@ -105,6 +109,8 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
     recent = np.zeros(len(population))
     weeks = []
     for number, day in enumerate(days):
+        if visits is not None:
+            write_events(store, visits(day, day + WEEK))
         report = None
         if train:
             try:

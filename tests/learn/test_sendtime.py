@@ -184,3 +184,29 @@ def test_a_large_audience_is_planned_in_chunks_with_the_same_times(tmp_path: Pat
     monkeypatch.setattr(sendtime, "CHOICE_CHUNK", 7)
     assert planned() == whole
     assert len({t.at for t in whole}) > 4  # the zones and the exploration spread them
+
+
+def test_events_outside_any_message_show_the_hour_and_campaign_events_do_not(tmp_path: Path) -> None:
+    """r0 never opened a message but visits the site and opens the app at 15:00; their unsubscribe
+    at 10:00 and a campaign's conversion at 17:00 say nothing of their habits."""
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    t0 = datetime(2026, 10, 5, 0, tzinfo=UTC)
+    ids = ["r0", "r1"]
+    events = [Event(id=f"s{day}", recipient_id="r0", type="sent", ts=t0 + timedelta(days=day, hours=8), position=0,
+                    item_id="i", message_id=day + 1) for day in (0, 7)]
+    events += [Event(id=f"v{day}", recipient_id="r0", type=kind, ts=t0 + timedelta(days=day, hours=15, minutes=20))
+               for day, kind in ((1, "visit"), (2, "visit"), (4, "app_open"), (9, "visit"))]
+    events += [Event(id="u", recipient_id="r0", type="unsubscribe", ts=t0 + timedelta(days=10, hours=10)),
+               Event(id="b", recipient_id="r0", type="bounce", ts=t0 + timedelta(days=10, hours=11)),
+               Event(id="c", recipient_id="r0", type="conversion", campaign="weekly",
+                     ts=t0 + timedelta(days=11, hours=17)),
+               Event(id="o", recipient_id="r1", type="open", ts=t0 + timedelta(days=3, hours=9))]
+    with store.session() as session:
+        session.add_all(events)
+    with store.session() as session:
+        activity = activity_by_hour_of_week(session, ids, ["UTC", "UTC"], t0 + timedelta(days=14))
+    by_hour = activity.week_counts.reshape(len(ids), 7, 24).sum(axis=1)
+    assert by_hour[0, 15] == 4 and by_hour[0].sum() == 4
+    assert by_hour[1, 9] == 1 and by_hour[1].sum() == 1
+    np.testing.assert_array_equal(activity.answered[0], np.zeros(24))  # a visit answers no message
+    assert hour_preferences(activity.week_counts, activity)[0].reshape(7, 24).sum(axis=0).argmax() == 15

@@ -1,0 +1,63 @@
+"""Visits outside any message: when a simulated person is on the site or in the app of their own accord.
+
+Real audiences do more than answer messages. They open the app and browse the site, and those
+events reach the store through ``POST /events`` or ``kairos import events``, with no campaign.
+Here a share of the population (``share``) visits now and then, at the hour they also read their
+mail: a Poisson number of visits a week (mean ``per_week``, drawn per person from a gamma with
+that mean), on random days, at their active local hour (an hour either side 40% of the time).
+Everyone else never visits, so their hours stay as hidden as before.
+
+Visits change no answer: the responses of :mod:`engine.sim.respond` do not depend on them. They
+are a signal that a learner may use, not a different audience.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from engine.features.recipients import event_offsets
+from engine.sim.population import Population
+from engine.sim.respond import SimEvents
+
+DAY = 86400.0
+HOUR_SHIFT = np.array([-1, 0, 1])
+HOUR_SHIFT_P = np.array([0.2, 0.6, 0.2])
+
+
+@dataclass(frozen=True)
+class VisitHabits:
+    """Visits a week of each recipient (0 for those who never visit), aligned with the population."""
+
+    per_week: np.ndarray
+
+    @classmethod
+    def draw(cls, population: Population, rng: np.random.Generator, *, share: float = 0.5,
+             per_week: float = 1.0) -> VisitHabits:
+        visitor = rng.random(len(population)) < share
+        rate = rng.gamma(2.0, per_week / 2.0, size=len(population))
+        return cls(np.where(visitor, rate, 0.0))
+
+    def visits(self, population: Population, since: datetime, until: datetime, rng: np.random.Generator, *,
+               tag: str) -> SimEvents:
+        """`visit` events in [since, until), with no campaign."""
+        start, end = since.timestamp(), until.timestamp()
+        counts = rng.poisson(self.per_week * (end - start) / (7 * DAY))
+        who = np.repeat(np.arange(len(population)), counts)
+        # A random moment of the period, then the recipient's hour (or one beside it) on that local
+        # day, in the zone's time of that hour.
+        moment = start + rng.uniform(0, end - start, len(who))
+        offsets = event_offsets(population.zone, who, moment)
+        local_day = np.floor((moment + offsets) / DAY) * DAY
+        hour = (population.active_hour[who] + rng.choice(HOUR_SHIFT, size=len(who), p=HOUR_SHIFT_P)) % 24
+        ts = local_day + hour * 3600.0 + rng.uniform(0, 3600.0, len(who)) - offsets
+        ts += offsets - event_offsets(population.zone, who, ts)  # the clocks may change in between
+        keep = (ts >= start) & (ts < end)
+        who, ts = who[keep], ts[keep]
+        ids = np.asarray(population.ids)[who]
+        events = SimEvents()
+        events.extend(id=[f"{tag}-{rid}-v{n}" for n, rid in enumerate(ids)], recipient_id=list(ids), ts=list(ts),
+                      type="visit")
+        return events
