@@ -142,10 +142,10 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         write_visits = None
         if visits is not None:
             visit_rng = np.random.default_rng(seed + 2)
-            write_events(store, visits.visits(population, START - HISTORY, START, visit_rng, tag="history"))
+            write_events(store, visits.visits(population, catalog, START - HISTORY, START, visit_rng, tag="history"))
 
             def write_visits(since: datetime, until: datetime) -> SimEvents:
-                return visits.visits(population, since, until, visit_rng, tag=f"{since:%Y%m%d}")
+                return visits.visits(population, catalog, since, until, visit_rng, tag=f"{since:%Y%m%d}")
         weeks = run_kairos(store, spec, world, days, np.random.default_rng(seed + 1), params=TrainingParams(),
                            visits=write_visits)
         kairos = summary(weeks)
@@ -172,7 +172,8 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         "with_site_visits": {
             "what": f"the same audience, answering the same way, but {VISITORS:.0%} of it also visits the site "
                     f"outside any message ({VISITS_PER_WEEK:g} a week on average, at the hour they read "
-                    "mail), logged as `visit` events with no campaign; the baselines and the oracle are "
+                    "mail, each reading an article of a topic drawn from their hidden taste), logged as "
+                    "`visit` events on the article with no campaign; the baselines and the oracle are "
                     "unchanged, since visits change no answer",
             "visitors": VISITORS, "visits_per_week": VISITS_PER_WEEK,
             "visitors_recipients": int((habits.per_week > 0).sum()),

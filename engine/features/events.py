@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
+from engine.spec.model import NOT_GOALS
 from engine.store import queries
 
 CHANNELS = ("email", "push")
@@ -126,6 +127,14 @@ class EventColumns:
             message=message, ts=ts, recipient_ids=tuple(recipient_ids), kinds=kinds, item_ids=items,
             topics=topics, campaigns=campaigns, variants=variants,
         )
+
+
+def own_doings(log: EventColumns) -> np.ndarray:
+    """True on the events a recipient made outside any message: a visit, an app session, a page
+    read, any custom event ingested without a campaign. They show when the recipient is about, and
+    (with an item) what they read, as no message prompted them. Opens and clicks have their own
+    rules, and the kinds in :data:`~engine.spec.model.NOT_GOALS` say what happened to a message."""
+    return np.asarray((log.campaign < 0) & ~log.is_kind("open", "click", *NOT_GOALS))
 
 
 _ARRAYS = ("recipient", "kind", "item", "topic", "channel", "campaign", "variant", "position", "propensity",

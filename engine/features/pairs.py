@@ -157,14 +157,16 @@ def segment_inputs(segments: TasteSegments, recipients: RecipientFeatures
     column = codes(list(segments.topics), list(recipients.topics))
     impressions = np.zeros((n, len(segments.topics)))
     clicks = np.zeros((n, len(segments.topics)))
+    views = np.zeros((n, len(segments.topics)))
     present = np.flatnonzero(column >= 0)
     impressions[:, present] = recipients.topic_opened[:, column[present]]
     clicks[:, present] = recipients.topic_clicks[:, column[present]]
+    views[:, present] = recipients.topic_views[:, column[present]]
     names = list(recipients.names)
     attribute_codes = np.column_stack(
         [recipients.values[:, names.index(f"recipient.{a}")].astype(np.float64) if f"recipient.{a}" in names
          else np.full(n, np.nan) for a in segments.attributes]) if segments.attributes else np.zeros((n, 0))
-    posterior = segments.posterior(impressions, clicks, attribute_codes)
+    posterior = segments.posterior(impressions, clicks, attribute_codes, views)
     rates = posterior @ segments.topic_rate
     lifts = rates / segments.population_rates()[None, :]
     # Into the recipient features' topic vocabulary, plus the column for unknown topics.

@@ -8,7 +8,8 @@ Everything is computed from the events of the last :data:`HORIZON_DAYS` before `
 - engagement: smoothed click rate per impression and open rate per message, and engagement per
   channel (opens and clicks per message on that channel);
 - per-topic counts (impressions, impressions in messages that were opened — an open or a click
-  after the send, before the recipient's next message — and clicks), and which topics a
+  after the send, before the recipient's next message —, clicks, and items read outside any
+  message: events with an item and no campaign, such as a page view), and which topics a
   categorical attribute names (an interest declared at sign-up), from which
   :mod:`engine.features.pairs` derives the affinity for a given item's topic;
 - hour-of-week activity (opens and clicks by local hour of the week) for send-time choice, and
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from engine.features.attributes import AttributeEncoding
-from engine.features.events import CHANNELS, DAY, EventColumns, codes
+from engine.features.events import CHANNELS, DAY, EventColumns, codes, own_doings
 
 HORIZON_DAYS = 90
 WINDOWS_DAYS = (1, 7, 30, 90)
@@ -53,6 +54,7 @@ class RecipientFeatures:
     topic_impressions: np.ndarray   # (recipients x topics)
     topic_clicks: np.ndarray        # (recipients x topics)
     topic_opened: np.ndarray        # (recipients x topics) impressions in messages that were opened
+    topic_views: np.ndarray         # (recipients x topics) items read outside any message
     topic_click_rate: np.ndarray    # (topics,) population click rate per topic
     declared_topics: np.ndarray     # (recipients x topics) a categorical attribute names the topic
     hour_of_week: np.ndarray        # (recipients x 168) opens and clicks by local hour of week
@@ -187,6 +189,9 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     opened = impressions & with_topic & np.isin(log.message, opened_messages(log, message_start, engaged))
     np.add.at(topic_opened, (who[opened], log.topic[opened]), 1.0)
     np.add.at(topic_clicks, (who[clicks_mask & with_topic], log.topic[clicks_mask & with_topic]), 1.0)
+    topic_views = np.zeros((n, len(events.topics)))
+    viewed = own_doings(log) & with_topic
+    np.add.at(topic_views, (who[viewed], log.topic[viewed]), 1.0)
     topic_rate = (topic_clicks.sum(axis=0) + population_ctr * 20.0) / (topic_impressions.sum(axis=0) + 20.0)
 
     declared = np.zeros((n, len(events.topics)), dtype=bool)
@@ -207,7 +212,7 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     return RecipientFeatures(
         names=BASE_NAMES + tuple(f"recipient.{a}" for a in encoding.names),
         values=values.astype(np.float32), topics=events.topics, topic_impressions=topic_impressions,
-        topic_clicks=topic_clicks, topic_opened=topic_opened, topic_click_rate=topic_rate,
+        topic_clicks=topic_clicks, topic_opened=topic_opened, topic_views=topic_views, topic_click_rate=topic_rate,
         declared_topics=declared, hour_of_week=week,
         item_ids=events.item_ids, sent_pairs=sent_pairs, clicked_pairs=clicked_pairs,
     )

@@ -11,7 +11,10 @@ shows. :func:`fit_segments` fits a latent class model by EM:
   toward the topic's population rate: an unopened message says nothing about its items, an
   opened one that drew no click says a lot);
 - in segment c, each categorical attribute takes its values with probabilities phi[c, a, v]
-  (missing values say nothing).
+  (missing values say nothing);
+- in segment c, each item a recipient read outside any message (a page view, say) is of topic t
+  with probability psi[c, t] (multinomial, smoothed toward everyone's shares). Only when the log
+  has such reads: someone who browses the site tells their taste without a single click.
 
 K is chosen by AIC among :data:`SEGMENT_COUNTS` (the segments are for prediction, and AIC
 approximates held-out likelihood; BIC's heavier penalty merges real segments of a few thousand
@@ -37,6 +40,7 @@ MIN_ITERATIONS = 10
 TOLERANCE = 1e-6
 RATE_PRIOR = 20.0       # pseudo-impressions of a segment's topic at the topic's population rate
 LEVEL_PRIOR = 1.0       # pseudo-count of every attribute level in every segment
+VIEW_PRIOR = 20.0       # pseudo-reads of a segment at everyone's topic shares
 MIN_RECIPIENTS = 50     # fewer than this with any click: no segments (one would be all)
 
 
@@ -50,46 +54,58 @@ class TasteSegments:
     topics: tuple[str, ...]
     attributes: tuple[str, ...]
     level_probability: tuple[np.ndarray, ...]
+    view_share: np.ndarray | None = None         # (segments x topics), when fit on reads
 
     def __len__(self) -> int:
         return len(self.weights)
 
-    def posterior(self, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray) -> np.ndarray:
-        """(recipients x segments) P(segment | counts, attributes).
+    def posterior(self, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray,
+                  views: np.ndarray | None = None) -> np.ndarray:
+        """(recipients x segments) P(segment | counts, attributes, reads).
 
-        :param impressions: (recipients x self.topics) impressions per topic; ``clicks`` the same.
+        :param impressions: (recipients x self.topics) impressions per topic; ``clicks`` the same,
+            and ``views`` (items read outside any message; ignored by segments fit without any).
         :param attribute_codes: (recipients x self.attributes) level codes, NaN when missing.
         """
-        log_like = _log_likelihood(impressions, clicks, attribute_codes, self.topic_rate, self.level_probability)
+        log_like = _log_likelihood(impressions, clicks, attribute_codes, self.topic_rate, self.level_probability,
+                                   views, self.view_share)
         return _normalize(log_like + np.log(self.weights)[None, :])[0]
 
-    def topic_rates(self, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray) -> np.ndarray:
+    def topic_rates(self, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray,
+                    views: np.ndarray | None = None) -> np.ndarray:
         """(recipients x topics) expected click rate per impression of each topic."""
-        return np.asarray(self.posterior(impressions, clicks, attribute_codes) @ self.topic_rate)
+        return np.asarray(self.posterior(impressions, clicks, attribute_codes, views) @ self.topic_rate)
 
     def population_rates(self) -> np.ndarray:
         """(topics,) the click rate of each topic over everyone (the segments weighted by size)."""
         return np.asarray(self.weights @ self.topic_rate)
 
     def to_json(self) -> dict[str, Any]:
+        views = {} if self.view_share is None else {"view_share": self.view_share.tolist()}
         return {"weights": self.weights.tolist(), "topic_rate": self.topic_rate.tolist(), "topics": list(self.topics),
-                "attributes": list(self.attributes), "levels": [p.tolist() for p in self.level_probability]}
+                "attributes": list(self.attributes), "levels": [p.tolist() for p in self.level_probability], **views}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TasteSegments:
         weights = np.asarray(data["weights"], dtype=np.float64)
         rates = np.asarray(data["topic_rate"], dtype=np.float64).reshape(len(weights), len(data["topics"]))
         levels = tuple(np.asarray(p, dtype=np.float64).reshape(len(weights), -1) for p in data["levels"])
-        if len(levels) != len(data["attributes"]) or not np.all(weights > 0) or not np.all((rates > 0) & (rates < 1)):
+        views = None if data.get("view_share") is None else np.asarray(
+            data["view_share"], dtype=np.float64).reshape(rates.shape)
+        if len(levels) != len(data["attributes"]) or not np.all(weights > 0) or not np.all((rates > 0) & (rates < 1)) \
+                or (views is not None and not np.all(views > 0)):
             raise ValueError("the stored taste segments are inconsistent")
-        return cls(weights, rates, tuple(data["topics"]), tuple(data["attributes"]), levels)
+        return cls(weights, rates, tuple(data["topics"]), tuple(data["attributes"]), levels, views)
 
 
 def _log_likelihood(impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray,
-                    topic_rate: np.ndarray, level_probability: Sequence[np.ndarray]) -> np.ndarray:
-    """(recipients x segments) log P(counts, attributes | segment)."""
+                    topic_rate: np.ndarray, level_probability: Sequence[np.ndarray], views: np.ndarray | None,
+                    view_share: np.ndarray | None) -> np.ndarray:
+    """(recipients x segments) log P(counts, attributes, reads | segment)."""
     misses = np.maximum(impressions - clicks, 0.0)
     log_like = clicks @ np.log(topic_rate).T + misses @ np.log1p(-topic_rate).T
+    if views is not None and view_share is not None:
+        log_like += views @ np.log(view_share).T
     for a, probability in enumerate(level_probability):
         code = attribute_codes[:, a]
         known = np.isfinite(code) & (code >= 0) & (code < probability.shape[1])
@@ -105,8 +121,11 @@ def _normalize(log_joint: np.ndarray) -> tuple[np.ndarray, float]:
     return weights / total, float((np.log(total) + top).sum())
 
 
+Parameters = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]
+
+
 def _maximize(responsibility: np.ndarray, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray,
-              levels: Sequence[int], base_rate: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+              levels: Sequence[int], base_rate: np.ndarray, views: np.ndarray | None) -> Parameters:
     size = responsibility.sum(axis=0)
     weights = (size + 1.0) / (size.sum() + len(size))
     rate = (responsibility.T @ clicks + RATE_PRIOR * base_rate[None, :]) / (responsibility.T @ impressions + RATE_PRIOR)
@@ -119,26 +138,30 @@ def _maximize(responsibility: np.ndarray, impressions: np.ndarray, clicks: np.nd
         one_hot[np.flatnonzero(known), code[known].astype(np.int64)] = 1.0
         counts = responsibility.T @ one_hot + LEVEL_PRIOR
         probabilities.append(counts / counts.sum(axis=1, keepdims=True))
-    return weights, rate, tuple(probabilities)
+    share = None
+    if views is not None:
+        everyone = (views.sum(axis=0) + 1.0) / (views.sum() + views.shape[1])
+        read = responsibility.T @ views + VIEW_PRIOR * everyone[None, :]
+        share = read / read.sum(axis=1, keepdims=True)
+    return weights, rate, tuple(probabilities), share
 
 
 def _fit(k: int, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray, levels: Sequence[int],
-         base_rate: np.ndarray, rng: np.random.Generator) -> tuple[float, tuple[np.ndarray, np.ndarray,
-                                                                                 tuple[np.ndarray, ...]]]:
+         base_rate: np.ndarray, views: np.ndarray | None, rng: np.random.Generator) -> tuple[float, Parameters]:
     # Each segment starts from one recipient who clicked something (a near-uniform start would sit
     # on the symmetric saddle point, where EM barely moves and stops at once).
     clicked = np.flatnonzero(clicks.sum(axis=1) > 0)
     seeds = rng.choice(clicked, size=k, replace=False)
     responsibility = np.full((len(impressions), k), 1e-3 / k)
     responsibility[seeds, np.arange(k)] = 1.0
-    params = _maximize(responsibility, impressions, clicks, attribute_codes, levels, base_rate)
+    params = _maximize(responsibility, impressions, clicks, attribute_codes, levels, base_rate, views)
     previous = -np.inf
     log_like = previous
     for iteration in range(ITERATIONS):
-        weights, rate, probabilities = params
-        joint = _log_likelihood(impressions, clicks, attribute_codes, rate, probabilities) + np.log(weights)[None, :]
-        responsibility, log_like = _normalize(joint)
-        params = _maximize(responsibility, impressions, clicks, attribute_codes, levels, base_rate)
+        weights, rate, probabilities, share = params
+        joint = _log_likelihood(impressions, clicks, attribute_codes, rate, probabilities, views, share)
+        responsibility, log_like = _normalize(joint + np.log(weights)[None, :])
+        params = _maximize(responsibility, impressions, clicks, attribute_codes, levels, base_rate, views)
         if iteration >= MIN_ITERATIONS and log_like - previous < TOLERANCE * abs(log_like):
             break
         previous = log_like
@@ -146,8 +169,10 @@ def _fit(k: int, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: n
 
 
 def fit_segments(impressions: np.ndarray, clicks: np.ndarray, topics: Sequence[str], attribute_codes: np.ndarray,
-                 attributes: Sequence[str], levels: Sequence[int], rng: np.random.Generator) -> TasteSegments | None:
-    """Fit segments on recipients' topic impressions and clicks and their categorical attributes.
+                 attributes: Sequence[str], levels: Sequence[int], rng: np.random.Generator,
+                 views: np.ndarray | None = None) -> TasteSegments | None:
+    """Fit segments on recipients' topic impressions and clicks, their categorical attributes and
+    (when any recipient has some) the topics of what they read outside any message.
 
     :param attribute_codes: (recipients x attributes) level codes (NaN when missing); ``levels``
         the number of levels of each.
@@ -157,21 +182,23 @@ def fit_segments(impressions: np.ndarray, clicks: np.ndarray, topics: Sequence[s
     clicks = np.minimum(np.asarray(clicks, dtype=np.float64), impressions)
     if int((clicks.sum(axis=1) > 0).sum()) < MIN_RECIPIENTS or impressions.shape[1] == 0:
         return None
+    read = None if views is None or not np.any(views > 0) else np.asarray(views, dtype=np.float64)
     base_rate = (clicks.sum(axis=0) + 1.0) / (impressions.sum(axis=0) + 2.0)
     n = len(impressions)
-    per_segment = impressions.shape[1] + sum(max(count - 1, 0) for count in levels) + 1
-    best: tuple[float, tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]] | None = None
+    per_segment = (impressions.shape[1] + sum(max(count - 1, 0) for count in levels) + 1
+                   + (impressions.shape[1] - 1 if read is not None else 0))
+    best: tuple[float, Parameters] | None = None
     for k in SEGMENT_COUNTS:
         if k > 1 and n < MIN_RECIPIENTS * k:
             break
-        fitted = max((_fit(k, impressions, clicks, attribute_codes, levels, base_rate, rng)
+        fitted = max((_fit(k, impressions, clicks, attribute_codes, levels, base_rate, read, rng)
                       for _ in range(RESTARTS if k > 1 else 1)), key=lambda fit: fit[0])
         aic = -2.0 * fitted[0] + 2.0 * (k * per_segment - 1)
         if best is None or aic < best[0]:
             best = (aic, fitted[1])
     assert best is not None
-    weights, rate, probabilities = best[1]
-    return TasteSegments(weights, rate, tuple(topics), tuple(attributes), probabilities)
+    weights, rate, probabilities, share = best[1]
+    return TasteSegments(weights, rate, tuple(topics), tuple(attributes), probabilities, share)
 
 
 __all__ = ["SEGMENT_COUNTS", "TasteSegments", "fit_segments"]

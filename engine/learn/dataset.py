@@ -105,7 +105,8 @@ class Impressions:
                                  ) if categorical else np.zeros((len(seen), 0))
         segments = fit_segments(recipients.topic_opened[seen], recipients.topic_clicks[seen], recipients.topics,
                                 codes_.astype(np.float64), [a.name for a in categorical],
-                                [len(a.categories) for a in categorical], np.random.default_rng(seed))
+                                [len(a.categories) for a in categorical], np.random.default_rng(seed),
+                                recipients.topic_views[seen])
         return FeatureSchema(schema.recipient_encoding, schema.item_encoding, schema.topics, segments)
 
     def matrix(self, schema: FeatureSchema, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,10 +47,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlmodel import Session
 
-from engine.features.events import load_events
+from engine.features.events import load_events, own_doings
 from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_week, latest_sends, zone_offsets
 from engine.learn.exploration import decayed_exploration
-from engine.spec.model import NOT_GOALS, CampaignSpec, Schedule
+from engine.spec.model import CampaignSpec, Schedule
 
 MODEL_VERSION = "hour-of-week-hierarchical-3"
 HISTORY_DAYS = 90
@@ -60,9 +60,6 @@ CONCENTRATIONS = np.geomspace(0.05, 200.0, 57)  # the candidates for it
 WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile per hour-of-week row
 PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
 SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
-# Events that say nothing of when the recipient is about: what the sender did, or what happened
-# to a message (an unsubscribe or a complaint is read as the answer it is, not as a habit).
-NOT_ACTIVITY = tuple(kind for kind in NOT_GOALS if kind != "sent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +288,7 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     send and whether an open or a click followed (before the recipient's next message)."""
     events = load_events(session, recipient_ids, now - timedelta(days=HISTORY_DAYS), now)
     n = len(recipient_ids)
-    log = events.select((events.recipient >= 0) & ~events.is_kind(*NOT_ACTIVITY))
+    log = events.select(events.recipient >= 0)
     local = log.ts + event_offsets(zones, log.recipient, log.ts)
     engaged = log.is_kind("open", "click")
     starts = log.is_kind("sent") & (log.position <= 0)
@@ -300,9 +297,9 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     sends = latest_sends(log, starts, engaged)
     rows = np.flatnonzero(engaged)
     prompted = (sends >= 0) & (log.ts[rows] - log.ts[sends.clip(0)] < PROMPTED_SECONDS)
-    # So do the recipient's own doings outside any message (visits, app sessions, purchases: any
-    # event ingested without a campaign). A conversion credited to a campaign followed its click.
-    own = np.concatenate([rows[~prompted], np.flatnonzero((log.campaign < 0) & ~engaged & ~log.is_kind("sent"))])
+    # So do the recipient's doings outside any message (a conversion credited to a campaign
+    # followed its click, and counts through it).
+    own = np.concatenate([rows[~prompted], np.flatnonzero(own_doings(log))])
     counts = np.zeros((n, HOURS_OF_WEEK))
     np.add.at(counts, (log.recipient[own], hour_of_week(local[own])), 1.0)
     answered = np.isin(log.message, log.message[np.unique(sends[sends >= 0])]) & starts

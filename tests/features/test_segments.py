@@ -1,5 +1,6 @@
-"""Latent taste segments: recovered from the simulator's planted groups, stored and reloaded
-exactly, fed by opened impressions only, and refused when damaged."""
+"""Latent taste segments: recovered from the simulator's planted groups (better still when people
+also read articles outside any message), stored and reloaded exactly, fed by opened impressions
+only, and refused when damaged."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from engine.features.pairs import SEGMENT_NAMES, FeatureSchema
 from engine.features.recipients import recipient_features
 from engine.features.segments import TasteSegments, fit_segments
 from engine.learn.dataset import Goal, collect_impressions
+from engine.sim import SimEvents
+from engine.sim.visits import VisitHabits
 from tests.learn.simworld import SmallWorld, small_world
 
 CUTOFF = datetime(2026, 11, 2, 12, tzinfo=UTC)
@@ -24,9 +27,13 @@ def world() -> SmallWorld:
     return small_world()
 
 
-def fitted(world: SmallWorld) -> tuple[TasteSegments, np.ndarray]:
-    """The segments fit on the small world's history, and everyone's posterior at its start."""
-    events = world.events()
+def fitted(world: SmallWorld, reads: SimEvents | None = None) -> tuple[TasteSegments, np.ndarray]:
+    """The segments fit on the small world's history (with ``reads`` outside any message), and
+    everyone's posterior at its start."""
+    columns = world.history.columns
+    if reads is not None:
+        columns = {name: [*values, *reads.columns[name]] for name, values in columns.items()}
+    events = EventColumns.from_columns(columns, list(world.population.ids))
     impressions = collect_impressions(events, world.items(), world.population.zone, world.attributes(),
                                       Goal.of("click", timedelta(hours=48)), world.start - timedelta(weeks=8),
                                       world.start)
@@ -39,18 +46,30 @@ def fitted(world: SmallWorld) -> tuple[TasteSegments, np.ndarray]:
     codes = np.column_stack([recipients.values[:, names.index(f"recipient.{a}")] for a in segments.attributes])
     column = [recipients.topics.index(t) for t in segments.topics]
     posterior = segments.posterior(recipients.topic_opened[:, column], recipients.topic_clicks[:, column],
-                                   codes.astype(np.float64))
+                                   codes.astype(np.float64), recipients.topic_views[:, column])
     return segments, posterior
+
+
+def recovered(world: SmallWorld, posterior: np.ndarray) -> tuple[float, dict[int, int]]:
+    """The share of recipients whose likeliest segment is their planted group's, and which group
+    each segment stands for (its members' majority). Groups 0 and 4 share their favourite topics
+    (the fifth wraps around the eight topics): four tastes."""
+    group = np.where(world.population.group == 4, 0, world.population.group)
+    assigned = posterior.argmax(axis=1)
+    majority = {int(c): int(np.bincount(group[assigned == c]).argmax()) for c in np.unique(assigned)}
+    return float(np.mean([majority[c] == g for c, g in zip(assigned, group, strict=True)])), majority
+
+
+def reads(world: SmallWorld) -> SimEvents:
+    habits = VisitHabits.draw(world.population, np.random.default_rng(11), share=1.0, per_week=1.0)
+    return habits.visits(world.population, world.catalog, world.start - timedelta(weeks=6), world.start,
+                         np.random.default_rng(12), tag="t")
 
 
 def test_segments_recover_the_planted_groups(world: SmallWorld) -> None:
     segments, posterior = fitted(world)
-    # Groups 0 and 4 share their favourite topics (the fifth wraps around the eight topics): four tastes.
-    group = np.where(world.population.group == 4, 0, world.population.group)
-    assert len(segments) == 4
-    assigned = posterior.argmax(axis=1)
-    majority = {c: np.bincount(group[assigned == c]).argmax() for c in np.unique(assigned)}
-    accuracy = float(np.mean([majority[c] == g for c, g in zip(assigned, group, strict=True)]))
+    assert len(segments) == 4 and segments.view_share is None
+    accuracy, majority = recovered(world, posterior)
     assert accuracy > 0.75, accuracy
     assert sorted(majority.values()) == [0, 1, 2, 3]
     np.testing.assert_allclose(posterior.sum(axis=1), 1.0)
@@ -60,16 +79,43 @@ def test_segments_recover_the_planted_groups(world: SmallWorld) -> None:
         assert segments.topics[int(segments.topic_rate[c].argmax())] in (TOPICS[2 * g], TOPICS[2 * g + 1])
 
 
+def test_articles_read_outside_messages_tell_the_taste_without_a_click(world: SmallWorld) -> None:
+    without, before = fitted(world)
+    segments, posterior = fitted(world, reads(world))
+    assert segments.view_share is not None
+    accuracy, majority = recovered(world, posterior)
+    assert accuracy > recovered(world, before)[0] + 0.05, accuracy
+    # Someone who never clicked but read three tech articles is in the techies' segment.
+    tech = segments.topics.index("tech")
+    views = np.zeros((2, len(segments.topics)))
+    views[0, tech] = 3
+    nothing = np.zeros_like(views)
+    chosen = segments.posterior(nothing, nothing, np.full((2, len(segments.attributes)), np.nan), views)
+    assert majority[int(chosen[0].argmax())] == 1  # tech is group 1's favourite topic
+    assert not np.allclose(chosen[0], chosen[1])
+    # Segments fit without reads ignore them.
+    plain = without.posterior(nothing, nothing, np.full((2, len(without.attributes)), np.nan), views)
+    np.testing.assert_allclose(plain[0], plain[1])
+
+
 def test_segments_round_trip_in_the_schema_and_a_damaged_one_is_refused(world: SmallWorld) -> None:
-    segments, _ = fitted(world)
+    segments, _ = fitted(world, reads(world))
     schema = FeatureSchema(AttributeEncoding(), AttributeEncoding(), ("a", "b"), segments)
     assert schema.names[-len(SEGMENT_NAMES):] == SEGMENT_NAMES
     loaded = FeatureSchema.from_json(schema.to_json())
     assert loaded.segments is not None and loaded.names == schema.names
     np.testing.assert_array_equal(loaded.segments.topic_rate, segments.topic_rate)
+    assert loaded.segments.view_share is not None and segments.view_share is not None
+    np.testing.assert_array_equal(loaded.segments.view_share, segments.view_share)
+    older = {k: v for k, v in segments.to_json().items() if k != "view_share"}  # stored before reads counted
+    assert TasteSegments.from_json(older).view_share is None
     assert FeatureSchema(AttributeEncoding(), AttributeEncoding(), ("a",)).names[-1] == "prior_score"
     damaged = segments.to_json()
     damaged["weights"] = [0.0] * len(segments)
+    with pytest.raises(ValueError, match="inconsistent"):
+        TasteSegments.from_json(damaged)
+    damaged = segments.to_json()
+    damaged["view_share"] = [[0.0] * len(segments.topics)] * len(segments)
     with pytest.raises(ValueError, match="inconsistent"):
         TasteSegments.from_json(damaged)
 
