@@ -1,6 +1,8 @@
 """``kairos demo``: the whole loop on embedded defaults, with nothing to set up.
 
-A fresh SQLite database, a simulated audience with hidden tastes and four weeks of history, a
+A fresh SQLite database, a simulated audience with hidden tastes and four weeks of history (the
+messages it was sent and its answers, and half of it visiting the site, which the send times and
+taste segments read), a
 content pool for every pool the example campaigns name, a ranker trained from that history for
 every campaign, and every campaign in [paths] campaigns sent over real SMTP into a local inbox
 on 127.0.0.1; then what each run's picks are worth by the hidden truth, next to sending everyone
@@ -44,6 +46,8 @@ from engine.sim.baselines import click_given_open, history_stats, top_items
 from engine.sim.population import GROUP_NAMES, Population
 from engine.sim.readers import load_mail, organic_conversions, read_mail
 from engine.sim.respond import SimEvents
+from engine.sim.seed import write_events
+from engine.sim.visits import VisitHabits
 from engine.spec import CampaignSpec, campaign_files, load_campaign
 from engine.store import ContentItem, Message, MessageState, Store
 from engine.track.app import tracking_app
@@ -109,11 +113,15 @@ def demo(
     population = make_population(recipients, rng)
     catalogs = [make_catalog(pool, 40, moment, rng) for pool in sorted({s.content.pool for s in specs})]
     history = simulate_history(population, catalogs[0], weeks=4, items_per_message=3, now=moment, rng=rng)
+    # Visits draw from their own generator, so the rest of the demo is the same with or without them.
+    visits = VisitHabits.draw(population, np.random.default_rng([seed, 1])).visits(
+        population, catalogs[0], moment - timedelta(weeks=4), moment, np.random.default_rng([seed, 2]), tag="visit")
     store = Store.open(settings.database_url)
     seed_store(store, population, catalogs, history, moment)
+    write_events(store, visits)
     out.print(f"simulated {len(population)} recipients in {len(GROUP_NAMES)} hidden taste groups, "
-              f"{sum(len(c.ids) for c in catalogs)} content items, {len(history)} events of history "
-              f"({time.perf_counter() - started:.1f}s)")
+              f"{sum(len(c.ids) for c in catalogs)} content items, {len(history)} events of history and "
+              f"{len(visits)} site visits outside any message ({time.perf_counter() - started:.1f}s)")
 
     for spec in specs:
         _train(store, spec, rng)
