@@ -12,8 +12,8 @@ Everything is computed from the events of the last :data:`HORIZON_DAYS` before `
   message: events with an item and no campaign, such as a page view), and which topics a
   categorical attribute names (an interest declared at sign-up), from which
   :mod:`engine.features.pairs` derives the affinity for a given item's topic;
-- hour-of-week activity (opens and clicks by local hour of the week) for send-time choice, and
-  the share of activity in the current local hour;
+- hour-of-week activity (opens, clicks and what they did outside any message, by local hour of
+  the week), and the share of activity in the current local hour;
 - tenure (days since the first event inside the horizon) and the encoded attributes.
 """
 
@@ -57,7 +57,7 @@ class RecipientFeatures:
     topic_views: np.ndarray         # (recipients x topics) items read outside any message
     topic_click_rate: np.ndarray    # (topics,) population click rate per topic
     declared_topics: np.ndarray     # (recipients x topics) a categorical attribute names the topic
-    hour_of_week: np.ndarray        # (recipients x 168) opens and clicks by local hour of week
+    hour_of_week: np.ndarray        # (recipients x 168) activity by local hour of week
     item_ids: tuple[str, ...]       # the item vocabulary of the pair keys below
     sent_pairs: np.ndarray          # sorted recipient * len(item_ids) + item, of items sent before
     clicked_pairs: np.ndarray       # the same, of items clicked before
@@ -169,8 +169,9 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
 
     offsets = zone_offsets(zones, cutoff) if n else np.zeros(0)
     week = np.zeros((n, HOURS_OF_WEEK))
-    local = log.ts[engaged] + event_offsets(zones, who[engaged], log.ts[engaged])
-    np.add.at(week, (who[engaged], hour_of_week(local)), 1.0)
+    active = engaged | own_doings(log)
+    local = log.ts[active] + event_offsets(zones, who[active], log.ts[active])
+    np.add.at(week, (who[active], hour_of_week(local)), 1.0)
     by_hour = week.reshape(n, 7, 24).sum(axis=1)
     now_hour = (np.floor((end + offsets) / 3600.0).astype(np.int64) % 24) if n else np.zeros(0, dtype=np.int64)
     population_hours = by_hour.sum(axis=0) + 1.0
