@@ -62,6 +62,27 @@ def test_hour_of_week_uses_each_events_own_utc_offset() -> None:
     assert np.flatnonzero(features.hour_of_week[0]).tolist() == [1 * 24 + 21]  # Tuesday 21:00
 
 
+def test_what_recipients_do_outside_any_message_counts_as_activity_and_reading() -> None:
+    """A page view with no campaign is activity at its hour and a read of its item's topic; the
+    same kind of event credited to a campaign, a bounce and an unsubscribe are neither."""
+    rows = [("a", "page_view", timedelta(hours=5), "i1", "sports", None),
+            ("a", "page_view", timedelta(hours=4), "i2", "food", "spring-sale"),
+            ("a", "visit", timedelta(hours=3), None, None, None),
+            ("a", "bounce", timedelta(hours=2), None, None, None),
+            ("b", "unsubscribe", timedelta(hours=2), None, None, None)]
+    columns: dict[str, list[object]] = {k: [] for k in ("recipient_id", "type", "ts", "item_id", "topic", "campaign")}
+    for recipient, kind, before, item, topic, campaign in rows:
+        for key, value in zip(columns, (recipient, kind, CUTOFF - before, item, topic, campaign), strict=True):
+            columns[key].append(value)
+    events = EventColumns.from_columns(columns, ["a", "b"])
+    features = recipient_features(events, ["UTC", "UTC"], [{}, {}], AttributeEncoding(), CUTOFF)
+    sports, food = events.topics.index("sports"), events.topics.index("food")
+    np.testing.assert_array_equal(features.topic_views[:, [sports, food]], [[1, 0], [0, 0]])
+    # Monday 07:00 and 09:00 (the cutoff is Monday 12:00 UTC).
+    assert np.flatnonzero(features.hour_of_week[0]).tolist() == [7, 9]
+    assert features.hour_of_week[1].sum() == 0
+
+
 def test_item_features_and_cross_features() -> None:
     columns = log(
         *[("a", "sent", timedelta(days=2), "i1", "sports") for _ in range(1)],
