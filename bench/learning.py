@@ -7,7 +7,12 @@ with three sections, side by side:
 - ``simulator``: four simulated weeks of a recurring campaign after eight weeks of uniformly
   logged history; goal rate (messages followed by a click) of Kairos against the same content
   to everyone at a fixed hour, the best hand-made segment rule, and the oracle that knows the
-  hidden tastes. Targets: at least 1.5x the first and 0.85x the oracle.
+  hidden tastes. Targets: at least 1.5x the first and 0.85x the oracle. Kairos runs twice: in an
+  audience that only answers messages, and (``with_site_visits``) in the same audience, answering
+  the same way, half of which also visits the site about once a week at the hour it reads mail,
+  reading an article of a topic it likes (:mod:`engine.sim.visits`; the share and the rate were
+  set before any run, not tuned). The baselines and the oracle are the same for both, since
+  visits change no answer.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
   visit and conversion rates on the other 30% with DR and SNIPS, against the logged uniform
