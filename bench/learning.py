@@ -66,7 +66,7 @@ from engine.store import ContentItem, Event, Recipient, Store  # noqa: E402
 from engine.store.db import upsert  # noqa: E402
 
 START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)  # a Monday, before anyone's morning
-HISTORY = timedelta(weeks=8)
+HISTORY_WEEKS = 8
 VISITORS = 0.5         # share of the simulated audience that also visits the site, in the second world
 VISITS_PER_WEEK = 1.0  # their mean visits a week
 SECTIONS = ("simulator", "hillstrom", "throughput")
@@ -123,7 +123,7 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     population = make_population(size, rng)
     catalog = make_catalog("articles", 40, START, rng, published_before=timedelta(weeks=9))
-    history = simulate_history(population, catalog, weeks=8, items_per_message=3, now=START, rng=rng)
+    history = simulate_history(population, catalog, weeks=HISTORY_WEEKS, items_per_message=3, now=START, rng=rng)
     world = World(population, catalog, variant_open_lift=(1.0, 1.2), variant_unsubscribe=(1.0, 1.0))
     spec = campaign_file(directory, SIM_CAMPAIGN)
     days = [START + timedelta(days=7 * week) for week in range(4)]
@@ -146,8 +146,9 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         seed_store(store, population, [catalog], history, START)
         write_visits = None
         if visits is not None:
-            visit_rng = np.random.default_rng(seed + 2)
-            write_events(store, visits.visits(population, catalog, START - HISTORY, START, visit_rng, tag="history"))
+            visit_rng = np.random.default_rng([seed, 3])
+            write_events(store, visits.visits(population, catalog, START - timedelta(weeks=HISTORY_WEEKS), START,
+                                              visit_rng, tag="history"))
 
             def write_visits(since: datetime, until: datetime) -> SimEvents:
                 return visits.visits(population, catalog, since, until, visit_rng, tag=f"{since:%Y%m%d}")
@@ -164,10 +165,10 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         }
 
     email_only = kairos_weeks("sim", None)
-    habits = VisitHabits.draw(population, np.random.default_rng(seed + 2), share=VISITORS, per_week=VISITS_PER_WEEK)
+    habits = VisitHabits.draw(population, np.random.default_rng([seed, 2]), share=VISITORS, per_week=VISITS_PER_WEEK)
     with_visits = kairos_weeks("sim-visits", habits)
     return {
-        "recipients": size, "history_weeks": 8, "campaign_weeks": len(days),
+        "recipients": size, "history_weeks": HISTORY_WEEKS, "campaign_weeks": len(days),
         "goal": "share of messages followed by a click within 48h (expected: from the hidden probabilities)",
         **email_only,
         "same_for_everyone_fixed_hour": same_for_everyone,
