@@ -160,6 +160,7 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     columns.append((n_opens + RATE_PRIOR * population_open) / (n_messages + RATE_PRIOR))
 
     engaged = log.is_kind(*ENGAGED)
+    own = own_doings(log)  # outside any message: activity, and with an item a read
     for code in range(len(CHANNELS)):
         on_channel = log.channel == code
         messages = np.bincount(who[message_start & on_channel], minlength=n).astype(np.float64)
@@ -169,7 +170,7 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
 
     offsets = zone_offsets(zones, cutoff) if n else np.zeros(0)
     week = np.zeros((n, HOURS_OF_WEEK))
-    active = engaged | own_doings(log)
+    active = engaged | own
     local = log.ts[active] + event_offsets(zones, who[active], log.ts[active])
     np.add.at(week, (who[active], hour_of_week(local)), 1.0)
     by_hour = week.reshape(n, 7, 24).sum(axis=1)
@@ -191,7 +192,7 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     np.add.at(topic_opened, (who[opened], log.topic[opened]), 1.0)
     np.add.at(topic_clicks, (who[clicks_mask & with_topic], log.topic[clicks_mask & with_topic]), 1.0)
     topic_views = np.zeros((n, len(events.topics)))
-    viewed = own_doings(log) & with_topic
+    viewed = own & with_topic
     np.add.at(topic_views, (who[viewed], log.topic[viewed]), 1.0)
     topic_rate = (topic_clicks.sum(axis=0) + population_ctr * 20.0) / (topic_impressions.sum(axis=0) + 20.0)
 

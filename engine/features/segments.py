@@ -71,11 +71,6 @@ class TasteSegments:
                                    views, self.view_share)
         return _normalize(log_like + np.log(self.weights)[None, :])[0]
 
-    def topic_rates(self, impressions: np.ndarray, clicks: np.ndarray, attribute_codes: np.ndarray,
-                    views: np.ndarray | None = None) -> np.ndarray:
-        """(recipients x topics) expected click rate per impression of each topic."""
-        return np.asarray(self.posterior(impressions, clicks, attribute_codes, views) @ self.topic_rate)
-
     def population_rates(self) -> np.ndarray:
         """(topics,) the click rate of each topic over everyone (the segments weighted by size)."""
         return np.asarray(self.weights @ self.topic_rate)
