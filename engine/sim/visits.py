@@ -20,11 +20,11 @@ from datetime import datetime
 
 import numpy as np
 
+from engine.features.events import DAY
 from engine.features.recipients import event_offsets
 from engine.sim.population import TOPICS, Catalog, Population
 from engine.sim.respond import SimEvents
 
-DAY = 86400.0
 HOUR_SHIFT = np.array([-1, 0, 1])
 HOUR_SHIFT_P = np.array([0.2, 0.6, 0.2])
 
