@@ -110,22 +110,6 @@ def pool_names(session: Session) -> list[str]:
     return list(session.exec(select(ContentItem.pool).distinct()).all())
 
 
-def recipient_topic_counts(session: Session, recipient_ids: Sequence[str], types: Sequence[str],
-                           since: datetime | None = None) -> list[tuple[str, str, str, int]]:
-    """(recipient_id, topic, type, count) for events on items with a topic."""
-    found: list[tuple[str, str, str, int]] = []
-    for chunk in _chunks(recipient_ids):
-        query = (select(Event.recipient_id, ContentItem.topic, Event.type, sa.func.count())
-                 .join(ContentItem, col(ContentItem.id) == col(Event.item_id))
-                 .where(col(Event.recipient_id).in_(chunk), col(Event.type).in_(types),
-                        col(ContentItem.topic).is_not(None)))
-        if since is not None:
-            query = query.where(Event.ts >= since)
-        query = query.group_by(col(Event.recipient_id), col(ContentItem.topic), col(Event.type))
-        found.extend((r, str(t), k, int(c)) for r, t, k, c in session.exec(query).all())
-    return found
-
-
 def _occurrences() -> sa.ColumnElement[int]:
     """COUNT of events, where the per-slot `sent` events of one message count once.
 
@@ -318,17 +302,6 @@ def item_event_counts(session: Session, item_ids: Sequence[str], types: Sequence
             if recent_count:
                 recent_counts[(str(item_id), kind)] = int(recent_count)
     return counts, recent_counts
-
-
-def campaign_message_sends(session: Session, campaign: str, until: datetime) -> dict[str, list[Any]]:
-    """One row per message a campaign sent before ``until``: recipient_id, ts, variant, channel."""
-    rows = session.execute(
-        sa.select(col(Event.recipient_id), col(Event.ts), col(Event.variant), col(Event.channel))
-        .where(col(Event.campaign) == campaign, col(Event.type) == "sent", col(Event.ts) < until,
-               sa.or_(col(Event.position).is_(None), col(Event.position) == 0))).all()
-    names = ("recipient_id", "ts", "variant", "channel")
-    return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)} if rows \
-        else {name: [] for name in names}
 
 
 def campaign_responses(session: Session, campaign: str, types: Sequence[str], since: datetime,
