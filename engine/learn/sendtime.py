@@ -20,19 +20,28 @@ decide alone:
   open or a click within :data:`PROMPTED_SECONDS`: it was *prompted*), answered later (on the
   recipient's own time, before their next message) or not at all, with rates that depend on the
   distance between h and the recipient's own hour. Those rates by distance are learned from the
-  log (the messages of everyone with some activity of their own, by distance from their most
-  active hour), and each message multiplies the hour-of-day profile at hour a by the rate of
+  log in two steps: first from the messages of everyone with some activity of their own, by
+  distance from their most active hour (too high far from it: those recipients are there because
+  they answered); then from every recipient's messages, by distance from each hour weighted by
+  how likely it is theirs under the first rates (:class:`AnswerEvidence`). Each message multiplies the hour-of-day profile at hour a by the rate of
   what happened to it at distance(h, a): someone who never answers is tried at other hours than
   the ones that failed, and an answer right after a send at h says the recipient reads around h
   (as closely as the log shows prompted answers to be near the reader's own hour). Prompted
   opens count as their message's answer, not as activity at their hour (which would keep the
   send hour that found them an hour off their own forever).
 
-Only hours inside the window and outside quiet hours are candidates; the one the recipient most
-likely reads at is chosen, and with ``exploration`` e, e of the probability is spread evenly over
-every candidate. (An answer at any hour shows the recipient's own hour — right after the send,
-or later at their hour — so the hour most likely to be answered is also the one that teaches the
-most; the exploration share keeps every hour's rate measured.) The probability is logged. A
+Only hours inside the window and outside quiet hours are candidates; the one most likely to be
+answered is chosen (:func:`expected_answers`): in the hour-of-week profile, an hour the
+recipient was seen at counts at the answer rate of distance 0, and the hour-of-day profile it is
+smoothed toward counts as each hour of the day the recipient may read at, weighted by how likely
+it is, times the answer rate at its distance from the candidate (the rates by distance above).
+Where the recipient's hour is known that is their hour; where it is not (someone who never
+answered, whose hour is only known not to be the ones that failed), it is the middle of the hours
+still likely rather than an edge of them, since a message an hour or two off is still often read.
+With ``exploration`` e, e of the probability is spread evenly over every candidate. (An answer at
+any hour shows the recipient's own hour — right after the send, or later at their hour — so the
+hour most likely to be answered is also the one that teaches the most; the exploration share
+keeps every hour's rate measured.) The probability is logged. A
 staged test's held-back share is planned from ``start`` (``now`` + the wait) instead of ``now``.
 
 Vectorized per time zone (few); the UTC offset of a zone is taken at ``now``.
@@ -40,8 +49,8 @@ Vectorized per time zone (few); the UTC offset of a zone is taken at ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -52,7 +61,7 @@ from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_wee
 from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-3"
+MODEL_VERSION = "hour-of-week-hierarchical-4"
 HISTORY_DAYS = 90
 DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
 MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
@@ -95,6 +104,9 @@ def circular_distance(hours: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.asarray(np.abs((hours - other + 12) % 24 - 12))
 
 
+_DISTANCE = circular_distance(np.arange(24)[:, None], np.arange(24)[None, :])  # (hour h x hour a)
+
+
 @dataclass(frozen=True)
 class AnswerRates:
     """How often a message is answered, by the distance in hours (0..12) between its send hour
@@ -114,9 +126,9 @@ class AnswerRates:
 
 
 def answer_rates(activity: Activity) -> AnswerRates:
-    """The prompted and later answer rates by distance, from everyone with activity of their own
-    (whose most active hour is known), each smoothed toward its overall rate."""
-    rates = HourEvidence.of(activity.week_counts, activity).prior().rates
+    """The prompted and later answer rates by distance (:func:`learn_prior`), each smoothed toward
+    its overall rate."""
+    rates = learn_prior(activity.week_counts, activity).rates
     assert rates is not None
     return rates
 
@@ -239,37 +251,94 @@ class HourEvidence:
     def _rates(self) -> AnswerRates | None:
         if self.sent <= 0:
             return None
-        total = self.sent + 2.0
-
-        def rate(by_distance: np.ndarray, count: float) -> np.ndarray:
-            overall = (count + 1.0) / total
-            return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall)
-                                    / (self.sent_by_distance + SILENCE_PRIOR), overall])
-
-        prompted = rate(self.prompted_by_distance, self.prompted)
-        answered_later = rate(self.later_by_distance, self.later)
-        # Together they are a probability: scale both down where their sum would reach 0.95.
-        scale = np.minimum(1.0, 0.95 / np.maximum(prompted + answered_later, 1e-12))
-        return AnswerRates(prompted * scale, answered_later * scale)
+        return _smoothed_rates(self.sent_by_distance, self.prompted_by_distance, self.later_by_distance,
+                               self.sent, self.prompted, self.later)
 
 
-def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None,
-                     prior: HourPrior | None = None) -> np.ndarray:
-    """(recipients x 168) smoothed hour-of-week preference (where the recipient reads) from opens
-    and clicks by local hour of week, and (given the log's sends) the evidence of each message's
-    answer: none, right after the send, or later.
+@dataclass
+class AnswerEvidence:
+    """The sums behind the answer rates by distance, second estimate.
+
+    The first (:class:`HourEvidence`) measures distances from the most active hour of the
+    recipients who have one, and they have one mostly because they answered: someone sent
+    messages far from their hour who never answered is left out, with all their silences, and the
+    rates far from the hour come out too high. Here every recipient's messages count, at each
+    distance from each hour of the day weighted by how likely that hour is theirs under the first
+    rates (one step of expectation-maximization; on the simulated log a second step moves the
+    rates by less than 0.01). Added up a chunk at a time, like :class:`HourEvidence`."""
+
+    sent_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    prompted_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    later_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    sent: float = 0.0
+    prompted: float = 0.0
+    later: float = 0.0
+
+    def add(self, activity: Activity, first: HourPrior) -> None:
+        own_hour = day_preferences(activity.week_counts, activity, first)
+        later = np.maximum(activity.answered - activity.prompted, 0.0)
+
+        def by_distance(counts: np.ndarray) -> np.ndarray:
+            # messages at send hour h times the chance that a is the recipient's hour, by d(h, a)
+            return np.bincount(_DISTANCE.ravel(), weights=(counts.T @ own_hour).ravel(), minlength=13)
+
+        self.sent_by_distance = self.sent_by_distance + by_distance(activity.sent)
+        self.prompted_by_distance = self.prompted_by_distance + by_distance(activity.prompted)
+        self.later_by_distance = self.later_by_distance + by_distance(later)
+        self.sent += float(activity.sent.sum())
+        self.prompted += float(activity.prompted.sum())
+        self.later += float(later.sum())
+
+    def refine(self, first: HourPrior) -> HourPrior:
+        if self.sent <= 0:
+            return first
+        return replace(first, rates=_smoothed_rates(self.sent_by_distance, self.prompted_by_distance,
+                                                    self.later_by_distance, self.sent, self.prompted, self.later))
+
+
+def _smoothed_rates(sent_by_distance: np.ndarray, prompted_by_distance: np.ndarray, later_by_distance: np.ndarray,
+                    sent: float, prompted: float, later: float) -> AnswerRates:
+    total = sent + 2.0
+
+    def rate(by_distance: np.ndarray, count: float) -> np.ndarray:
+        overall = (count + 1.0) / total
+        return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall) / (sent_by_distance + SILENCE_PRIOR),
+                                overall])
+
+    prompted_rate = rate(prompted_by_distance, prompted)
+    later_rate = rate(later_by_distance, later)
+    # Together they are a probability: scale both down where their sum would reach 0.95.
+    scale = np.minimum(1.0, 0.95 / np.maximum(prompted_rate + later_rate, 1e-12))
+    return AnswerRates(prompted_rate * scale, later_rate * scale)
+
+
+def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> HourPrior:
+    """What the model learns from these recipients as the whole audience: :class:`HourEvidence`,
+    then (given messages in the log) the answer rates of :class:`AnswerEvidence`."""
+    first = HourEvidence.of(week_counts, activity).prior()
+    if activity is None or first.rates is None:
+        return first
+    answers = AnswerEvidence()
+    answers.add(activity, first)
+    return answers.refine(first)
+
+
+def day_preferences(week_counts: np.ndarray, activity: Activity | None = None,
+                    prior: HourPrior | None = None) -> np.ndarray:
+    """(recipients x 24) how likely each local hour of the day is the one the recipient reads at,
+    from opens and clicks by local hour, and (given the log's sends) the evidence of each
+    message's answer: none, right after the send, or later.
 
     :param prior: what was learned from the whole audience (default: from these recipients).
     """
     n = len(week_counts)
-    prior = prior if prior is not None else HourEvidence.of(week_counts, activity).prior()
+    prior = prior if prior is not None else learn_prior(week_counts, activity)
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = prior.population
     own_day = (by_hour + prior.concentration * population) / (by_hour.sum(axis=1, keepdims=True)
                                                               + prior.concentration)
     if activity is not None and prior.rates is not None and activity.sent.sum() > 0:
-        prompted, later, silent = prior.rates.by_distance(
-            circular_distance(np.arange(24)[:, None], np.arange(24)[None, :]))   # (send hour h x own hour a)
+        prompted, later, silent = prior.rates.by_distance(_DISTANCE)   # (send hour h x own hour a)
         # log P(what happened to the messages | own hour a), summed over the recipient's messages.
         silences = np.maximum(activity.sent - activity.answered, 0.0)
         answered_later = np.maximum(activity.answered - activity.prompted, 0.0)
@@ -277,8 +346,42 @@ def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None,
                           + answered_later @ np.log(later))
         own_day = own_day * np.exp(log_likelihood - log_likelihood.max(axis=1, keepdims=True))
         own_day /= own_day.sum(axis=1, keepdims=True)
-    prior_week = np.tile(own_day, 7) / 7.0
+    return np.asarray(own_day)
+
+
+def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None,
+                     prior: HourPrior | None = None) -> np.ndarray:
+    """(recipients x 168) smoothed hour-of-week preference (where the recipient reads): their
+    opens and clicks by local hour of week, smoothed toward :func:`day_preferences` spread over
+    the seven days.
+
+    :param prior: what was learned from the whole audience (default: from these recipients).
+    """
+    return week_preferences(week_counts, day_preferences(week_counts, activity, prior))
+
+
+def week_preferences(week_counts: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """:func:`hour_preferences` from the :func:`day_preferences` ``day``."""
+    prior_week = np.tile(day, 7) / 7.0
     return np.asarray((week_counts + WEEK_PRIOR * prior_week) / (week_counts.sum(axis=1, keepdims=True) + WEEK_PRIOR))
+
+
+def expected_answers(week_counts: np.ndarray, day: np.ndarray, rates: AnswerRates) -> np.ndarray:
+    """(recipients x 168) how likely a message sent at each hour of the week is answered: the
+    :func:`hour_preferences` with each part valued by what it says of an answer there.
+
+    :param week_counts: (recipients x 168) the recipient's own events by local hour of the week.
+    :param day: (recipients x 24) their :func:`day_preferences`.
+
+    An hour of the week the recipient was seen at counts as reading then: a message there is
+    answered at distance 0's rate. The hour-of-day profile they are smoothed toward counts by the
+    chance that they read at each hour of the day times the answer rate at its distance from the
+    candidate: where the hour is known that is the hour itself; where it is not, the middle of the
+    likely hours is worth more than an edge of them.
+    """
+    expected_day = day @ rates.answered[_DISTANCE]
+    return np.asarray((week_counts * rates.answered[0] + WEEK_PRIOR * np.tile(expected_day, 7) / 7.0)
+                      / (week_counts.sum(axis=1, keepdims=True) + WEEK_PRIOR))
 
 
 def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zones: Sequence[str],
@@ -388,8 +491,10 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
     preference: np.ndarray | None = None
     if optimize:
         activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now)
-        prior = prior if prior is not None else HourEvidence.of(activity.week_counts, activity).prior()
-        preference = hour_preferences(activity.week_counts, activity, prior)
+        prior = prior if prior is not None else learn_prior(activity.week_counts, activity)
+        day = day_preferences(activity.week_counts, activity, prior)
+        preference = (expected_answers(activity.week_counts, day, prior.rates) if prior.rates is not None
+                      else week_preferences(activity.week_counts, day))
         exploration = decayed_exploration(exploration, prior.sent, exploration_decay)
     start = np.full(count, now.timestamp())
     if delayed is not None:
@@ -422,15 +527,26 @@ def _zone_names(schedule: Schedule, zones: Sequence[str]) -> list[str]:
     return [z if schedule.timezone == "recipient" else schedule.timezone for z in zones]
 
 
-def hour_prior(session: Session, schedule: Schedule, chunks: Iterable[tuple[Sequence[str], Sequence[str]]],
-               now: datetime) -> HourPrior:
-    """The prior of an audience read a chunk at a time: ``chunks`` yields (recipient ids, zones)."""
+def hour_prior(session: Session, schedule: Schedule,
+               chunks: Callable[[], Iterable[tuple[Sequence[str], Sequence[str]]]], now: datetime) -> HourPrior:
+    """The prior of an audience read a chunk at a time, the same as :func:`learn_prior` of the
+    whole: ``chunks()`` yields (recipient ids, zones). The answer rates' second estimate needs the
+    first, so the audience is read twice when the log has messages."""
+    def activities() -> Iterator[Activity]:
+        for recipient_ids, zones in chunks():
+            if len(recipient_ids):
+                yield activity_by_hour_of_week(session, recipient_ids, _zone_names(schedule, zones), now)
+
     evidence = HourEvidence()
-    for recipient_ids, zones in chunks:
-        if len(recipient_ids):
-            activity = activity_by_hour_of_week(session, recipient_ids, _zone_names(schedule, zones), now)
-            evidence.add(activity.week_counts, activity)
-    return evidence.prior()
+    for activity in activities():
+        evidence.add(activity.week_counts, activity)
+    first = evidence.prior()
+    if first.rates is None:
+        return first
+    answers = AnswerEvidence()
+    for activity in activities():
+        answers.add(activity, first)
+    return answers.refine(first)
 
 
 class CampaignSendTimes:
@@ -466,6 +582,7 @@ def plan_campaign_send_times(session: Session, spec: CampaignSpec, recipient_ids
     return CampaignSendTimes(session, spec, now, rng).plan(recipient_ids, zones, now)
 
 
-__all__ = ["Activity", "AnswerRates", "CampaignSendTimes", "HourEvidence", "HourPrior", "SendTime", "allowed_minutes",
-           "answer_rates", "choose_send_times", "hour_preferences", "hour_prior", "plan_campaign_send_times",
-           "plan_send_times"]
+__all__ = ["Activity", "AnswerEvidence", "AnswerRates", "CampaignSendTimes", "HourEvidence", "HourPrior", "SendTime",
+           "allowed_minutes", "answer_rates", "choose_send_times", "day_preferences", "expected_answers",
+           "hour_preferences", "hour_prior", "learn_prior", "plan_campaign_send_times", "plan_send_times",
+           "week_preferences"]

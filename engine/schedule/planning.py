@@ -93,12 +93,14 @@ def planned_chunks(session: Session, spec: CampaignSpec, now: datetime,
     second = next(chunks, None)
     prior = None
     if spec.schedule.send_time == "optimize" and (second is not None or wall_clock is not None):
-        # The model's prior is a sum over the whole audience: a first pass reads it chunk by chunk
+        # The model's prior is a sum over the whole audience: first passes read it chunk by chunk
         # (time zones planned apart share it too).
-        addressed = ([m.recipient for m in members if m.status == "send"]
-                     for members in (audience() if second is not None else [first]))
-        prior = hour_prior(session, spec.schedule, (([r.id for r in rows], [r.timezone for r in rows])
-                                                    for rows in addressed), now)
+        def addressed() -> Iterator[tuple[list[str], list[str]]]:
+            for members in (audience() if second is not None else [first]):
+                rows = [m.recipient for m in members if m.status == "send"]
+                yield [r.id for r in rows], [r.timezone for r in rows]
+
+        prior = hour_prior(session, spec.schedule, addressed, now)
     planner = CampaignSendTimes(session, spec, now, rng, prior)
     for members in itertools.chain([first], [second] if second is not None else [], chunks):
         sending = [m for m in members if m.status == "send"]

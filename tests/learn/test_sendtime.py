@@ -14,13 +14,19 @@ from engine.features.recipients import recipient_features, zone_offsets
 from engine.learn import sendtime
 from engine.learn.sendtime import (
     Activity,
+    AnswerRates,
+    HourEvidence,
     activity_by_hour_of_week,
     allowed_minutes,
     answer_rates,
     choose_send_times,
+    circular_distance,
+    expected_answers,
     hour_preferences,
     profile_concentration,
+    week_preferences,
 )
+from engine.sim import seed_store
 from engine.spec.model import Schedule
 from engine.store import Event, Store
 from tests.learn.simworld import small_world
@@ -147,6 +153,64 @@ def test_an_answer_right_after_a_send_pins_the_hour_as_closely_as_the_log_shows(
                                         np.random.default_rng(0))
     assert local_hours(at, offsets)[-1] in (11, 12, 13) and probability[-1] == 1.0
     assert np.array_equal(local_hours(at, offsets)[:-1], own[:-1])
+
+
+def test_answer_rates_count_the_silences_of_recipients_who_never_answered(tmp_path: Path) -> None:
+    """The rate at which messages are answered, by the distance of their send hour from the
+    recipient's own, is what the simulator planted (measured here from the hidden hours), although
+    only the recipients who answered show an hour: the others' silences, often sent far from their
+    hour, count at every distance by how likely each hour is theirs. Measured from the most active
+    hours of those who have one, as the first estimate is, the rates far from the hour come out too
+    high: those recipients are there because they answered."""
+    world = small_world(size=2000, weeks=8, seed=5)
+    population = world.population
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    seed_store(store, population, [world.catalog], world.history, world.start)
+    with store.session() as session:
+        activity = activity_by_hour_of_week(session, list(population.ids), list(population.zone), world.start)
+    distance = circular_distance(np.arange(24)[None, :], population.active_hour[:, None]).ravel()
+    planted = (np.bincount(distance, weights=activity.answered.ravel(), minlength=13)
+               / np.bincount(distance, weights=activity.sent.ravel(), minlength=13))
+    learned = answer_rates(activity).answered[:13]
+    first = HourEvidence.of(activity.week_counts, activity).prior().rates
+    assert first is not None
+    assert np.abs(learned[:9] - planted[:9]).max() < 0.04
+    assert np.all(np.diff(learned[:7]) < 0)
+    assert np.abs(first.answered[:9] - planted[:9]).max() > 0.06
+
+
+def test_where_the_hour_is_unsure_the_middle_of_the_likely_hours_is_chosen() -> None:
+    """Someone who reads between 18:00 and 21:00, 21:00 a little more likely than the rest, is sent
+    at 19:00 or 20:00, an hour at most from each of them; someone who surely reads at 08:00 keeps
+    08:00 however their doubt is spread."""
+    distance = np.arange(13)
+    rates = AnswerRates(np.r_[0.55 * np.exp(-distance / 3.0) + 0.05, 0.2], np.zeros(14))
+    day = np.full((2, 24), 0.001)
+    day[0, 18:22] = [0.24, 0.24, 0.24, 0.28]
+    day[1, [8, 12, 13]] = [0.6, 0.2, 0.2]
+    day /= day.sum(axis=1, keepdims=True)
+    preference = week_preferences(np.zeros((2, 168)), day)
+    offsets = np.zeros(2)
+    schedule = Schedule(window=(7 * 60, 22 * 60), send_time="optimize")
+    monday = datetime(2026, 11, 2, 5, tzinfo=UTC).timestamp()
+
+    def hours(by_week_hour: np.ndarray) -> list[int]:
+        at, _ = choose_send_times(by_week_hour, offsets, schedule, monday, 0.0, np.random.default_rng(0))
+        return list(local_hours(at, offsets))
+
+    assert hours(preference) == [21, 8]
+    chosen = hours(expected_answers(np.zeros((2, 168)), day, rates))
+    assert chosen[0] in (19, 20) and chosen[1] == 8
+    # Seen once, at 12:00 on a Monday, and planned that Monday at 16:00: 12:00 on Tuesday, not four
+    # hours after the Monday reading (the answers' distances are hours of the day).
+    week_counts = np.zeros((1, 168))
+    week_counts[0, 12] = 1.0
+    noon = np.full((1, 24), 0.001)
+    noon[0, 12] = 1.0
+    noon /= noon.sum()
+    at, _ = choose_send_times(expected_answers(week_counts, noon, rates), np.zeros(1),
+                              schedule, monday + 11 * 3600, 0.0, np.random.default_rng(0))
+    assert datetime.fromtimestamp(float(at[0]), UTC) == datetime(2026, 11, 3, 12, tzinfo=UTC)
 
 
 def test_how_much_own_hours_say_is_learned_from_recipients_with_several() -> None:

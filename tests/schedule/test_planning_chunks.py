@@ -128,6 +128,15 @@ def test_optimized_send_times_use_the_whole_audience_prior_in_every_chunk(tmp_pa
     np.testing.assert_allclose(prior.rates.later, at_once.rates.later)
     alone = HourEvidence.of(parts[0].week_counts, parts[0]).prior()
     assert not np.allclose(alone.population, at_once.population)
+    # The answer rates' second estimate reads the audience again, a chunk at a time, with the first.
+    with store.session() as session:
+        chunked = sendtime.hour_prior(session, spec.schedule,
+                                      lambda: ((ids[i:i + 40], zones[i:i + 40]) for i in range(0, len(ids), 40)), NOW)
+    learned = sendtime.learn_prior(everyone.week_counts, everyone)
+    assert chunked.rates is not None and learned.rates is not None
+    np.testing.assert_allclose(chunked.rates.prompted, learned.rates.prompted)
+    np.testing.assert_allclose(chunked.rates.later, learned.rates.later)
+    assert not np.allclose(learned.rates.answered, at_once.rates.answered)
 
 
 def test_a_push_only_recipient_with_a_device_is_planned(tmp_path: Path) -> None:
