@@ -23,10 +23,11 @@ decide alone:
   log in two steps: first from the messages of everyone with some activity of their own, by
   distance from their most active hour (too high far from it: those recipients are there because
   they answered); then from every recipient's messages, by distance from each hour weighted by
-  how likely it is theirs under the first rates (:class:`AnswerEvidence`). Each message multiplies the hour-of-day profile at hour a by the rate of
-  what happened to it at distance(h, a): someone who never answers is tried at other hours than
-  the ones that failed, and an answer right after a send at h says the recipient reads around h
-  (as closely as the log shows prompted answers to be near the reader's own hour). Prompted
+  how likely it is theirs under the first rates (:class:`AnswerEvidence`). Each message
+  multiplies the hour-of-day profile at hour a by the rate of what happened to it at
+  distance(h, a): someone who never answers is tried at other hours than the ones that failed,
+  and an answer right after a send at h says the recipient reads around h (as closely as the log
+  shows prompted answers to be near the reader's own hour). Prompted
   opens count as their message's answer, not as activity at their hour (which would keep the
   send hour that found them an hour off their own forever).
 
