@@ -27,9 +27,9 @@ decide alone:
   multiplies the hour-of-day profile at hour a by the rate of what happened to it at
   distance(h, a): someone who never answers is tried at other hours than the ones that failed,
   and an answer right after a send at h says the recipient reads around h (as closely as the log
-  shows prompted answers to be near the reader's own hour). Prompted
-  opens count as their message's answer, not as activity at their hour (which would keep the
-  send hour that found them an hour off their own forever).
+  shows prompted answers to be near the reader's own hour). Prompted opens count as their
+  message's answer, not as activity at their hour (which would keep the send hour that found
+  them an hour off their own forever).
 
 Only hours inside the window and outside quiet hours are candidates; the one most likely to be
 answered is chosen (:func:`expected_answers`): in the hour-of-week profile, an hour the
@@ -174,6 +174,61 @@ class HourPrior:
 
 
 @dataclass
+class AnswerEvidence:
+    """The sums behind the answer rates by distance: messages by the distance of their send hour
+    from their recipient's own hour, and of those the ones answered right after the send or later,
+    with each recipient's own hour given as a weight over the 24 hours. Added up a chunk at a time,
+    like :class:`HourEvidence`.
+
+    The first estimate (:class:`HourEvidence`) puts the weight on the most active hour of the
+    recipients who have one, and they have one mostly because they answered: someone sent messages
+    far from their hour who never answered is left out, with all their silences, and the rates far
+    from the hour come out too high. The second (:func:`learn_prior`) spreads every recipient's
+    weight by how likely each hour is theirs under the first rates (:func:`day_preferences`): one
+    step of expectation-maximization; on the simulated log a second step moves the rates by less
+    than 0.01."""
+
+    sent_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    prompted_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    later_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
+    sent: float = 0.0
+    prompted: float = 0.0
+    later: float = 0.0
+
+    def add(self, activity: Activity, own_hour: np.ndarray) -> None:
+        """:param own_hour: (recipients x 24) the weight of each hour as the recipient's own."""
+        later = np.maximum(activity.answered - activity.prompted, 0.0)
+
+        def by_distance(counts: np.ndarray) -> np.ndarray:
+            # messages at send hour h times the weight of hour a, summed by distance(h, a)
+            return np.bincount(_DISTANCE.ravel(), weights=(counts.T @ own_hour).ravel(), minlength=13)
+
+        self.sent_by_distance = self.sent_by_distance + by_distance(activity.sent)
+        self.prompted_by_distance = self.prompted_by_distance + by_distance(activity.prompted)
+        self.later_by_distance = self.later_by_distance + by_distance(later)
+        self.sent += float(activity.sent.sum())
+        self.prompted += float(activity.prompted.sum())
+        self.later += float(later.sum())
+
+    def rates(self) -> AnswerRates | None:
+        """Each rate by distance smoothed toward its overall rate; None without messages."""
+        if self.sent <= 0:
+            return None
+        total = self.sent + 2.0
+
+        def rate(by_distance: np.ndarray, count: float) -> np.ndarray:
+            overall = (count + 1.0) / total
+            return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall)
+                                    / (self.sent_by_distance + SILENCE_PRIOR), overall])
+
+        prompted = rate(self.prompted_by_distance, self.prompted)
+        answered_later = rate(self.later_by_distance, self.later)
+        # Together they are a probability: scale both down where their sum would reach 0.95.
+        scale = np.minimum(1.0, 0.95 / np.maximum(prompted + answered_later, 1e-12))
+        return AnswerRates(prompted * scale, answered_later * scale)
+
+
+@dataclass
 class HourEvidence:
     """The sums behind :class:`HourPrior`, added up over an audience a chunk at a time: every
     statistic the prior reads from the whole audience is a sum over its recipients, so a large
@@ -185,14 +240,9 @@ class HourEvidence:
     at_hour: np.ndarray = field(default_factory=lambda: np.zeros((24, 1), dtype=np.int64))
     with_total: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     profiles: int = 0
-    # messages by distance of their send hour from their recipient's most active hour (recipients
-    # with activity of their own), and of those the answered ones, right after the send or later
-    sent_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    prompted_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    later_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    sent: float = 0.0
-    prompted: float = 0.0
-    later: float = 0.0
+    # the answer rates' first estimate: each recipient's own hour is their most active one (none
+    # without activity of their own)
+    answers: AnswerEvidence = field(default_factory=AnswerEvidence)
 
     @classmethod
     def of(cls, week_counts: np.ndarray, activity: Activity | None = None) -> HourEvidence:
@@ -208,20 +258,10 @@ class HourEvidence:
         self.add_profiles(by_hour)
         if activity is None:
             return
-        active = by_hour.sum(axis=1) > 0
-        mode = by_hour[active].argmax(axis=1)
-        distance = circular_distance(np.arange(24)[None, :], mode[:, None]).ravel()
-        later = np.maximum(activity.answered - activity.prompted, 0.0)
-
-        def by_distance(counts: np.ndarray) -> np.ndarray:
-            return np.bincount(distance, weights=counts[active].ravel(), minlength=13)
-
-        self.sent_by_distance = self.sent_by_distance + by_distance(activity.sent)
-        self.prompted_by_distance = self.prompted_by_distance + by_distance(activity.prompted)
-        self.later_by_distance = self.later_by_distance + by_distance(later)
-        self.sent += float(activity.sent.sum())
-        self.prompted += float(activity.prompted.sum())
-        self.later += float(later.sum())
+        active = np.flatnonzero(by_hour.sum(axis=1) > 0)
+        most_active = np.zeros_like(by_hour)
+        most_active[active, by_hour[active].argmax(axis=1)] = 1.0
+        self.answers.add(activity, most_active)
 
     def add_profiles(self, by_hour: np.ndarray) -> None:
         counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
@@ -247,70 +287,7 @@ class HourEvidence:
     def prior(self) -> HourPrior:
         population = self.by_hour + 1.0
         population /= population.sum()
-        return HourPrior(population, self.concentration(population), self._rates(), self.sent)
-
-    def _rates(self) -> AnswerRates | None:
-        if self.sent <= 0:
-            return None
-        return _smoothed_rates(self.sent_by_distance, self.prompted_by_distance, self.later_by_distance,
-                               self.sent, self.prompted, self.later)
-
-
-@dataclass
-class AnswerEvidence:
-    """The sums behind the answer rates by distance, second estimate.
-
-    The first (:class:`HourEvidence`) measures distances from the most active hour of the
-    recipients who have one, and they have one mostly because they answered: someone sent
-    messages far from their hour who never answered is left out, with all their silences, and the
-    rates far from the hour come out too high. Here every recipient's messages count, at each
-    distance from each hour of the day weighted by how likely that hour is theirs under the first
-    rates (one step of expectation-maximization; on the simulated log a second step moves the
-    rates by less than 0.01). Added up a chunk at a time, like :class:`HourEvidence`."""
-
-    sent_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    prompted_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    later_by_distance: np.ndarray = field(default_factory=lambda: np.zeros(13))
-    sent: float = 0.0
-    prompted: float = 0.0
-    later: float = 0.0
-
-    def add(self, activity: Activity, first: HourPrior) -> None:
-        own_hour = day_preferences(activity.week_counts, activity, first)
-        later = np.maximum(activity.answered - activity.prompted, 0.0)
-
-        def by_distance(counts: np.ndarray) -> np.ndarray:
-            # messages at send hour h times the chance that a is the recipient's hour, by d(h, a)
-            return np.bincount(_DISTANCE.ravel(), weights=(counts.T @ own_hour).ravel(), minlength=13)
-
-        self.sent_by_distance = self.sent_by_distance + by_distance(activity.sent)
-        self.prompted_by_distance = self.prompted_by_distance + by_distance(activity.prompted)
-        self.later_by_distance = self.later_by_distance + by_distance(later)
-        self.sent += float(activity.sent.sum())
-        self.prompted += float(activity.prompted.sum())
-        self.later += float(later.sum())
-
-    def refine(self, first: HourPrior) -> HourPrior:
-        if self.sent <= 0:
-            return first
-        return replace(first, rates=_smoothed_rates(self.sent_by_distance, self.prompted_by_distance,
-                                                    self.later_by_distance, self.sent, self.prompted, self.later))
-
-
-def _smoothed_rates(sent_by_distance: np.ndarray, prompted_by_distance: np.ndarray, later_by_distance: np.ndarray,
-                    sent: float, prompted: float, later: float) -> AnswerRates:
-    total = sent + 2.0
-
-    def rate(by_distance: np.ndarray, count: float) -> np.ndarray:
-        overall = (count + 1.0) / total
-        return np.asarray(np.r_[(by_distance + SILENCE_PRIOR * overall) / (sent_by_distance + SILENCE_PRIOR),
-                                overall])
-
-    prompted_rate = rate(prompted_by_distance, prompted)
-    later_rate = rate(later_by_distance, later)
-    # Together they are a probability: scale both down where their sum would reach 0.95.
-    scale = np.minimum(1.0, 0.95 / np.maximum(prompted_rate + later_rate, 1e-12))
-    return AnswerRates(prompted_rate * scale, later_rate * scale)
+        return HourPrior(population, self.concentration(population), self.answers.rates(), self.answers.sent)
 
 
 def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> HourPrior:
@@ -320,8 +297,8 @@ def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> Ho
     if activity is None or first.rates is None:
         return first
     answers = AnswerEvidence()
-    answers.add(activity, first)
-    return answers.refine(first)
+    answers.add(activity, day_preferences(week_counts, activity, first))
+    return replace(first, rates=answers.rates())
 
 
 def day_preferences(week_counts: np.ndarray, activity: Activity | None = None,
@@ -546,8 +523,8 @@ def hour_prior(session: Session, schedule: Schedule,
         return first
     answers = AnswerEvidence()
     for activity in activities():
-        answers.add(activity, first)
-    return answers.refine(first)
+        answers.add(activity, day_preferences(activity.week_counts, activity, first))
+    return replace(first, rates=answers.rates())
 
 
 class CampaignSendTimes:
