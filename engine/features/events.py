@@ -94,13 +94,14 @@ class EventColumns:
         return self.select((self.ts >= since) & (self.ts < until))
 
     @classmethod
-    def from_columns(cls, columns: Mapping[str, Sequence[Any]], recipient_ids: Sequence[str]) -> EventColumns:
+    def from_columns(cls, columns: Mapping[str, Any], recipient_ids: Sequence[str]) -> EventColumns:
         """Build from columns named as :data:`engine.store.queries.EVENT_COLUMN_NAMES` (``ts`` as
-        aware datetimes or epoch seconds)."""
+        aware datetimes or epoch seconds, or an array of epoch seconds)."""
         count = len(columns["recipient_id"])
         ts_values = columns["ts"]
-        ts = np.fromiter((t.timestamp() if isinstance(t, datetime) else float(t) for t in ts_values),
-                         dtype=np.float64, count=count)
+        ts = (ts_values.astype(np.float64) if isinstance(ts_values, np.ndarray) else
+              np.fromiter((t.timestamp() if isinstance(t, datetime) else float(t) for t in ts_values),
+                          dtype=np.float64, count=count))
         kinds = vocabulary(columns["type"])
         items = vocabulary(columns.get("item_id", [None] * count))
         topics = vocabulary(columns.get("topic", [None] * count))

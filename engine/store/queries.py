@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
@@ -242,13 +243,19 @@ EVENT_COLUMN_NAMES = ("recipient_id", "type", "ts", "item_id", "topic", "channel
 
 
 def event_columns(session: Session, *, since: datetime, until: datetime, types: Sequence[str] | None = None,
-                  recipient_ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
-    """Events in [since, until) as columns (see :data:`EVENT_COLUMN_NAMES`), with each item's topic.
+                  recipient_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Events in [since, until) as columns (see :data:`EVENT_COLUMN_NAMES`), with each item's topic;
+    ``ts`` is an array of epoch seconds, the others are lists.
 
-    For everyone, or for the given recipients; optionally only some event types.
+    For everyone, or for the given recipients; optionally only some event types. Read through the
+    session's connection, without the ORM's row processing, and with the times as the database
+    holds them, converted all at once (a time converted one at a time cost more than the rest of
+    the row): a log of half a million events is read in a fraction of the time.
     """
     found: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMN_NAMES}
-    query = _event_columns_query(types is not None, recipient_ids is not None)
+    connection = session.connection()
+    dialect = connection.dialect.name
+    query = _event_columns_query(types is not None, recipient_ids is not None, dialect)
     chunks: Iterable[Sequence[str] | None] = [None] if recipient_ids is None else _chunks(recipient_ids)
     for chunk in chunks:
         parameters: dict[str, Any] = {"since": since, "until": until}
@@ -256,17 +263,35 @@ def event_columns(session: Session, *, since: datetime, until: datetime, types: 
             parameters["types"] = list(types)
         if chunk is not None:
             parameters["ids"] = list(chunk)
-        rows = session.execute(query, parameters).all()
+        rows = connection.execute(query, parameters).all()
         if rows:
             for name, values in zip(EVENT_COLUMN_NAMES, zip(*rows, strict=True), strict=True):
                 found[name].extend(values)
-    return found
+    columns: dict[str, Any] = dict(found)
+    columns["ts"] = _epoch_seconds(found["ts"], dialect)
+    return columns
+
+
+def _epoch_seconds(values: list[Any], dialect: str) -> np.ndarray:
+    """The times of :func:`event_columns` as epoch seconds: SQLite holds a UTC time as text
+    (``2026-11-02 05:00:00.000000``, which numpy reads to the microsecond), PostgreSQL gives the
+    epoch itself; any other database, aware datetimes."""
+    if dialect == "sqlite":
+        return np.asarray(np.array(values, dtype="datetime64[us]").astype(np.int64) / 1e6)
+    if dialect == "postgresql":
+        return np.asarray(values, dtype=np.float64)
+    return np.fromiter((t.timestamp() for t in values), dtype=np.float64, count=len(values))
 
 
 @functools.cache
-def _event_columns_query(by_type: bool, by_recipient: bool) -> sa.Executable:
+def _event_columns_query(by_type: bool, by_recipient: bool, dialect: str) -> sa.Executable:
     """The query of :func:`event_columns`, built once per shape (decisions run it every batch)."""
-    query = (sa.select(col(Event.recipient_id), col(Event.type), col(Event.ts), col(Event.item_id),
+    ts: Any = col(Event.ts)
+    if dialect == "sqlite":
+        ts = sa.type_coerce(ts, sa.String)
+    elif dialect == "postgresql":
+        ts = sa.cast(sa.extract("epoch", ts), sa.Float)
+    query = (sa.select(col(Event.recipient_id), col(Event.type), ts, col(Event.item_id),
                        col(ContentItem.topic), col(Event.channel), col(Event.campaign), col(Event.variant),
                        col(Event.position), col(Event.propensity), col(Event.message_id))
              .outerjoin(ContentItem, col(ContentItem.id) == col(Event.item_id))

@@ -44,6 +44,26 @@ def test_times_come_back_aware_in_utc_and_naive_ones_are_refused(store: Store) -
         assert session.get(Event, "e2") is None
 
 
+def test_the_event_log_reads_as_columns_with_times_to_the_microsecond(store: Store) -> None:
+    """The learning read of the log (times as epoch seconds, converted all at once) gives what each
+    stored time says: to the microsecond, from any zone it was given in, inside [since, until)."""
+    madrid = timezone(timedelta(hours=1))
+    times = [datetime(2026, 11, 23, 13, 0, 0, 1, tzinfo=madrid), datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC),
+             datetime(2026, 11, 23, 12, 0, 0, 1, tzinfo=UTC) + timedelta(microseconds=1),
+             datetime(2026, 11, 24, 0, 0, tzinfo=UTC)]
+    with store.session() as session:
+        session.add_all([Event(id=f"e{n}", recipient_id=f"r{n % 2}", type="open", ts=ts, item_id="i", position=0)
+                         for n, ts in enumerate(times)])
+    with store.session() as session:
+        columns = queries.event_columns(session, since=datetime(2026, 1, 1, tzinfo=UTC),
+                                        until=datetime(2026, 11, 24, tzinfo=UTC), recipient_ids=["r0", "r1"])
+    order = np.argsort(columns["ts"])
+    assert columns["ts"].dtype == np.float64
+    assert columns["ts"][order].tolist() == sorted(ts.timestamp() for ts in times[:3])
+    assert sorted(columns["recipient_id"]) == ["r0", "r0", "r1"] and set(columns["type"]) == {"open"}
+    assert columns["position"] == [0, 0, 0] and columns["message_id"] == [None, None, None]
+
+
 def test_upsert_is_idempotent_and_updates_in_place(store: Store) -> None:
     rows = [{"id": "a", "email": "a@x.test", "timezone": "UTC", "attributes": {"plan": "pro"},
              "created_at": NOW, "updated_at": NOW}]
