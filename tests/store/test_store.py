@@ -64,6 +64,20 @@ def test_the_event_log_reads_as_columns_with_times_to_the_microsecond(store: Sto
     assert columns["position"] == [0, 0, 0] and columns["message_id"] == [None, None, None]
 
 
+def test_times_stored_as_other_text_still_read_as_the_time_they_say(tmp_path: Path) -> None:
+    """SQLite holds times as text; one written in another form than the store writes (with a
+    'T', an offset, no fraction) reads as the instant it names."""
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    with store.session() as session:
+        session.add(Event(id="e1", recipient_id="r1", type="open", ts=NOW))
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO event (id, recipient_id, type, ts) "
+                                   "VALUES ('e2', 'r1', 'open', '2026-11-23T13:30:00+01:00')"))
+    with store.session() as session:
+        columns = queries.event_columns(session, since=NOW - timedelta(days=1), until=NOW + timedelta(days=1))
+    assert sorted(columns["ts"].tolist()) == [NOW.timestamp(), (NOW + timedelta(minutes=30)).timestamp()]
+
+
 def test_upsert_is_idempotent_and_updates_in_place(store: Store) -> None:
     rows = [{"id": "a", "email": "a@x.test", "timezone": "UTC", "attributes": {"plan": "pro"},
              "created_at": NOW, "updated_at": NOW}]
