@@ -12,7 +12,10 @@ with three sections, side by side:
   the same way, half of which also visits the site about once a week at the hour it reads mail,
   reading an article of a topic it likes (:mod:`engine.sim.visits`; the share and the rate were
   set before any run, not tuned). The baselines and the oracle are the same for both, since
-  visits change no answer.
+  visits change no answer. ``where_the_gap_is`` splits each week's messages by what the log
+  held of their recipient (opened before the campaign, never opened but visits, neither) and
+  gives, from the hidden truth, how often Kairos chose the recipient's own hour, its goal rate,
+  and the goal rate of the same messages with the oracle's hours or the oracle's items.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
   visit and conversion rates on the other 30% with DR and SNIPS, against the logged uniform
@@ -34,6 +37,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,8 +60,9 @@ from engine.learn.ope import evaluate_policy  # noqa: E402
 from engine.learn.ranker import LightGBMRanker, TrainingParams  # noqa: E402
 from engine.learn.training import fit_ranker, load_impressions, train_campaign  # noqa: E402
 from engine.sim import SimEvents, World, make_catalog, make_population, seed_store, simulate_history  # noqa: E402
-from engine.sim.baselines import SEGMENT_RULES, blast, history_stats, oracle, segment_rule  # noqa: E402
-from engine.sim.campaign import run_baseline, run_kairos, summary  # noqa: E402
+from engine.sim.baselines import SEGMENT_RULES, blast, history_stats, local_time, oracle, segment_rule  # noqa: E402
+from engine.sim.campaign import WeekOutcome, run_baseline, run_kairos, summary  # noqa: E402
+from engine.sim.respond import expected_goal_rate  # noqa: E402
 from engine.sim.seed import write_events  # noqa: E402
 from engine.sim.visits import VisitHabits  # noqa: E402
 from engine.spec import load_campaign  # noqa: E402
@@ -140,6 +145,9 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     knows_all = baseline(lambda r: oracle(world, r, k, spec.schedule.window))
     rate = "goal_rate_expected"
 
+    opened = np.asarray(history.columns["recipient_id"])[np.asarray(history.columns["type"]) == "open"]
+    opened_before = np.isin(np.asarray(population.ids), opened)
+
     def kairos_weeks(name: str, visits: VisitHabits | None) -> dict[str, Any]:
         log(f"simulator: Kairos runs four weeks ({name}, {time.perf_counter() - started:.0f}s)")
         store = Store.open(f"sqlite:///{directory / f'{name}.db'}")
@@ -162,6 +170,11 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
             "lift_vs_same_for_everyone": round(kairos[rate] / same_for_everyone[rate], 3),
             "lift_vs_best_segment_rule": round(kairos[rate] / rules[best_rule][rate], 3),
             "share_of_oracle": round(kairos[rate] / knows_all[rate], 3),
+            "where_the_gap_is": where_the_gap_is(world, weeks, days, k, spec.schedule.window, {
+                "opened before": opened_before,
+                **({"never opened, visits": ~opened_before & (visits.per_week > 0),
+                    "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
+                   else {"never opened": ~opened_before})}),
         }
 
     email_only = kairos_weeks("sim", None)
@@ -188,6 +201,30 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         "targets": {"lift_vs_same_for_everyone": 1.5, "share_of_oracle": 0.85},
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime], k: int,
+                     window: tuple[int, int], groups: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per week and group of recipients, from the hidden truth: the share of Kairos's messages,
+    how often it chose the recipient's own hour, its goal rate, and the goal rate of the same
+    messages with the oracle's hours or the oracle's items swapped in (what each part leaves)."""
+    population = world.population
+    found: dict[str, Any] = {}
+    for number, (week, day) in enumerate(zip(weeks, days, strict=True)):
+        sends, recent = week.sends, week.recent
+        if sends is None or recent is None:
+            continue
+        plan = oracle(world, sends.recipient, k, window)
+        rates = {"kairos": expected_goal_rate(world, sends, recent),
+                 "oracle_hours": expected_goal_rate(
+                     world, replace(sends, at=local_time(population, sends.recipient, day, plan.hours)), recent),
+                 "oracle_items": expected_goal_rate(world, replace(sends, items=plan.items), recent)}
+        own_hour = sends.local_hours(population) == population.active_hour[sends.recipient]
+        found[f"week {number}"] = {
+            group: {"share": round(float(rows.mean()), 3), "own_hour": round(float(own_hour[rows].mean()), 3),
+                    **{name: round(float(rate[rows].mean()), 4) for name, rate in rates.items()}}
+            for group, member in groups.items() if (rows := member[sends.recipient]).any()}
+    return found
 
 
 HILLSTROM_CAMPAIGN = """

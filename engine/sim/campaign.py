@@ -45,6 +45,10 @@ class WeekOutcome:
     realized_goals: int
     unsubscribes: int
     training: TrainingReport | None = None
+    # what Kairos sent that week, and each message's recipient's messages of the week before (the
+    # fatigue its answer was drawn with): to judge the decisions against the hidden truth
+    sends: Sends | None = None
+    recent: np.ndarray | None = None
 
     @property
     def expected_rate(self) -> float:
@@ -126,6 +130,7 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
         due = np.array([t.at.timestamp() for t in times])
         hour = np.floor(due / 3600.0)
         answered: list[WeekOutcome] = []
+        sent: list[Sends] = []
         sent_to: list[np.ndarray] = []
         for batch_hour in np.unique(hour):
             batch = np.flatnonzero(hour == batch_hour)
@@ -140,10 +145,13 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
                     if kind == "unsubscribe":
                         queries.add_suppression(session, reason="unsubscribe", recipient_id=str(recipient_id))
             answered.append(outcome)
+            sent.append(sends)
             sent_to.append(sends.recipient)
+        week_sends = Sends.joined(sent) if sent else None
         weeks.append(WeekOutcome(sum(w.messages for w in answered), sum(w.expected_goals for w in answered),
                                  sum(w.realized_goals for w in answered), sum(w.unsubscribes for w in answered),
-                                 report))
+                                 report, week_sends,
+                                 recent[week_sends.recipient].copy() if week_sends is not None else None))
         recent[:] = 0
         recent[np.concatenate(sent_to) if sent_to else np.zeros(0, dtype=int)] = 1
     return weeks

@@ -14,6 +14,7 @@ when it arrives within an hour of it), clicks minutes after the open, conversion
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +51,16 @@ class Sends:
     channel: np.ndarray     # index into CHANNELS
     variant: np.ndarray     # index into the world's variants
     propensity: np.ndarray | None = None  # (messages x slots) logged probability of each item
+
+    @classmethod
+    def joined(cls, parts: Sequence[Sends]) -> Sends:
+        """The messages of ``parts``, one after another (at least one part)."""
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        logged = all(p.propensity is not None for p in parts)
+        return cls(recipient=joined("recipient"), items=joined("items"), at=joined("at"), channel=joined("channel"),
+                   variant=joined("variant"), propensity=joined("propensity") if logged else None)
 
     def local_hours(self, population: Population) -> np.ndarray:
         zones = [population.zone[r] for r in self.recipient]

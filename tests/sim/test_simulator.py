@@ -14,7 +14,7 @@ from engine.decide import Policy
 from engine.sim import seed_store
 from engine.sim.baselines import blast, history_stats, oracle, segment_rule
 from engine.sim.campaign import run_baseline, run_kairos, summary
-from engine.sim.respond import respond, uniform_sends
+from engine.sim.respond import expected_goal_rate, respond, uniform_sends
 from engine.spec import load_campaign
 from engine.spec.model import CampaignSpec
 from engine.store import Store
@@ -130,3 +130,10 @@ def test_kairos_decides_hour_by_hour_from_the_events_before_each_hour(tmp_path: 
     # Every recipient of the audience is reachable by email here, so each batch's recipients were sent to.
     assert [sends for _, _, sends in calls] == sent_before.tolist()
     assert weeks[0].messages == sum(n for _, n, _ in calls)
+    # The week keeps what it sent, hour after hour, so the decisions can be judged against the truth.
+    sends, recent = weeks[0].sends, weeks[0].recent
+    assert sends is not None and recent is not None
+    assert len(sends.recipient) == len(recent) == weeks[0].messages and np.all(recent == 0)
+    assert np.all(np.diff(sends.at // 3600) >= 0) and sends.items.shape == (weeks[0].messages, 3)
+    assert sends.propensity is not None and np.allclose(
+        expected_goal_rate(world.world, sends, recent).sum(), weeks[0].expected_goals)
