@@ -131,7 +131,6 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
         hour = np.floor(due / 3600.0)
         answered: list[WeekOutcome] = []
         sent: list[Sends] = []
-        sent_to: list[np.ndarray] = []
         for batch_hour in np.unique(hour):
             batch = np.flatnonzero(hour == batch_hour)
             now = datetime.fromtimestamp(float(due[batch].min()), UTC)
@@ -146,14 +145,14 @@ def run_kairos(store: Store, spec: CampaignSpec, world: World, days: list[dateti
                         queries.add_suppression(session, reason="unsubscribe", recipient_id=str(recipient_id))
             answered.append(outcome)
             sent.append(sends)
-            sent_to.append(sends.recipient)
         week_sends = Sends.joined(sent) if sent else None
         weeks.append(WeekOutcome(sum(w.messages for w in answered), sum(w.expected_goals for w in answered),
                                  sum(w.realized_goals for w in answered), sum(w.unsubscribes for w in answered),
                                  report, week_sends,
                                  recent[week_sends.recipient].copy() if week_sends is not None else None))
         recent[:] = 0
-        recent[np.concatenate(sent_to) if sent_to else np.zeros(0, dtype=int)] = 1
+        if week_sends is not None:
+            recent[week_sends.recipient] = 1
     return weeks
 
 
