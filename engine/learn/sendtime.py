@@ -291,13 +291,25 @@ class HourEvidence:
 
 
 def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> HourPrior:
-    """What the model learns from these recipients as the whole audience: :class:`HourEvidence`,
-    then (given messages in the log) the answer rates of :class:`AnswerEvidence`."""
-    first = HourEvidence.of(week_counts, activity).prior()
-    if activity is None or first.rates is None:
+    """What the model learns from these recipients as the whole audience (:func:`_prior_of`)."""
+    if activity is None:
+        return HourEvidence.of(week_counts).prior()
+    return _prior_of(lambda: [activity])
+
+
+def _prior_of(activities: Callable[[], Iterable[Activity]]) -> HourPrior:
+    """:class:`HourEvidence` summed over ``activities()``, then (given messages in the log) the
+    answer rates of :class:`AnswerEvidence`, summed over a second pass: an audience read one chunk
+    at a time gives the same prior as read at once."""
+    evidence = HourEvidence()
+    for activity in activities():
+        evidence.add(activity.week_counts, activity)
+    first = evidence.prior()
+    if first.rates is None:
         return first
     answers = AnswerEvidence()
-    answers.add(activity, day_preferences(week_counts, activity, first))
+    for activity in activities():
+        answers.add(activity, day_preferences(activity.week_counts, activity, first))
     return replace(first, rates=answers.rates())
 
 
@@ -515,16 +527,7 @@ def hour_prior(session: Session, schedule: Schedule,
             if len(recipient_ids):
                 yield activity_by_hour_of_week(session, recipient_ids, _zone_names(schedule, zones), now)
 
-    evidence = HourEvidence()
-    for activity in activities():
-        evidence.add(activity.week_counts, activity)
-    first = evidence.prior()
-    if first.rates is None:
-        return first
-    answers = AnswerEvidence()
-    for activity in activities():
-        answers.add(activity, day_preferences(activity.week_counts, activity, first))
-    return replace(first, rates=answers.rates())
+    return _prior_of(activities)
 
 
 class CampaignSendTimes:

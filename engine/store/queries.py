@@ -253,7 +253,7 @@ def event_columns(session: Session, *, since: datetime, until: datetime, types: 
     holds them, converted all at once (a time converted one at a time cost more than the rest of
     the row).
     """
-    found: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMN_NAMES}
+    found: dict[str, Any] = {name: [] for name in EVENT_COLUMN_NAMES}
     connection = session.connection()
     dialect = connection.dialect.name
     query = _event_columns_query(types is not None, recipient_ids is not None, dialect)
@@ -268,9 +268,8 @@ def event_columns(session: Session, *, since: datetime, until: datetime, types: 
         if rows:
             for name, values in zip(EVENT_COLUMN_NAMES, zip(*rows, strict=True), strict=True):
                 found[name].extend(values)
-    columns: dict[str, Any] = dict(found)
-    columns["ts"] = _epoch_seconds(found["ts"], dialect)
-    return columns
+    found["ts"] = _epoch_seconds(found["ts"], dialect)
+    return found
 
 
 def _epoch_seconds(values: list[Any], dialect: str) -> np.ndarray:
