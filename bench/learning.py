@@ -13,9 +13,12 @@ with three sections, side by side:
   reading an article of a topic it likes (:mod:`engine.sim.visits`; the share and the rate were
   set before any run, not tuned). The baselines and the oracle are the same for both, since
   visits change no answer. ``where_the_gap_is`` splits each week's messages by what the log
-  held of their recipient (opened before the campaign, never opened but visits, neither) and
-  gives, from the hidden truth, how often Kairos chose the recipient's own hour, its goal rate,
-  and the goal rate of the same messages with the oracle's hours or the oracle's items.
+  held of their recipient (everyone; opened before the campaign, never opened but visits,
+  neither) and gives, from the hidden truth, how often Kairos chose the recipient's own hour and
+  the best variant, its goal rate, and the goal rate of the same messages with the oracle's
+  hours, items or variant (or all three) swapped in. Week 0 adds the hour a Bayesian reader of
+  the mail history would choose (knowing the answer model, not the recipient's hour:
+  :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's items and variant.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
   visit and conversion rates on the other 30% with DR and SNIPS, against the logged uniform
@@ -60,7 +63,7 @@ from engine.learn.ope import evaluate_policy  # noqa: E402
 from engine.learn.ranker import LightGBMRanker, TrainingParams  # noqa: E402
 from engine.learn.training import fit_ranker, load_impressions, train_campaign  # noqa: E402
 from engine.sim import SimEvents, World, make_catalog, make_population, seed_store, simulate_history  # noqa: E402
-from engine.sim.baselines import SEGMENT_RULES, blast, history_stats, local_time, oracle, segment_rule  # noqa: E402
+from engine.sim.baselines import SEGMENT_RULES, bayes_hours, blast, history_stats, local_time, oracle, segment_rule  # noqa: E402
 from engine.sim.campaign import WeekOutcome, run_baseline, run_kairos, summary  # noqa: E402
 from engine.sim.respond import expected_goal_rate  # noqa: E402
 from engine.sim.seed import write_events  # noqa: E402
@@ -147,6 +150,7 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
 
     opened = np.asarray(history.columns["recipient_id"])[np.asarray(history.columns["type"]) == "open"]
     opened_before = np.isin(np.asarray(population.ids), opened)
+    history_hours = bayes_hours(population, history, spec.schedule.window)
 
     def kairos_weeks(name: str, visits: VisitHabits | None) -> dict[str, Any]:
         log(f"simulator: Kairos runs four weeks ({name}, {time.perf_counter() - started:.0f}s)")
@@ -171,10 +175,10 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
             "lift_vs_best_segment_rule": round(kairos[rate] / rules[best_rule][rate], 3),
             "share_of_oracle": round(kairos[rate] / knows_all[rate], 3),
             "where_the_gap_is": where_the_gap_is(world, weeks, days, k, spec.schedule.window, {
-                "opened before": opened_before,
+                "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
                 **({"never opened, visits": ~opened_before & (visits.per_week > 0),
                     "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
-                   else {"never opened": ~opened_before})}),
+                   else {"never opened": ~opened_before})}, history_hours),
         }
 
     email_only = kairos_weeks("sim", None)
@@ -204,10 +208,15 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
 
 
 def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime], k: int,
-                     window: tuple[int, int], groups: dict[str, np.ndarray]) -> dict[str, Any]:
+                     window: tuple[int, int], groups: dict[str, np.ndarray], history_hours: np.ndarray
+                     ) -> dict[str, Any]:
     """Per week and group of recipients, from the hidden truth: the share of Kairos's messages,
-    how often it chose the recipient's own hour, its goal rate, and the goal rate of the same
-    messages with the oracle's hours or the oracle's items swapped in (what each part leaves)."""
+    how often it chose the recipient's own hour or the best variant, its goal rate, and the goal
+    rate of the same messages with the oracle's hours, items or variant swapped in (what each
+    part leaves), or all three (``oracle``). In week 0 also with ``history_hours`` swapped in
+    (:func:`bayes_hours`: the best hour the mail history can tell), alone and with the oracle's
+    items and variant (``oracle_but_history_hours``: a policy that knew every taste but read the
+    hour off the log; against ``oracle``, the most of the oracle any policy reaches in week 0)."""
     population = world.population
     found: dict[str, Any] = {}
     for number, (week, day) in enumerate(zip(weeks, days, strict=True)):
@@ -215,13 +224,23 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
         if sends is None or recent is None:
             continue
         plan = oracle(world, sends.recipient, k, window)
+        at_oracle_hours = local_time(population, sends.recipient, day, plan.hours)
         rates = {"kairos": expected_goal_rate(world, sends, recent),
-                 "oracle_hours": expected_goal_rate(
-                     world, replace(sends, at=local_time(population, sends.recipient, day, plan.hours)), recent),
-                 "oracle_items": expected_goal_rate(world, replace(sends, items=plan.items), recent)}
+                 "oracle_hours": expected_goal_rate(world, replace(sends, at=at_oracle_hours), recent),
+                 "oracle_items": expected_goal_rate(world, replace(sends, items=plan.items), recent),
+                 "oracle_variant": expected_goal_rate(world, replace(sends, variant=plan.variant), recent),
+                 "oracle": expected_goal_rate(
+                     world, replace(sends, items=plan.items, variant=plan.variant, at=at_oracle_hours), recent)}
+        if number == 0:
+            at_history_hours = local_time(population, sends.recipient, day, history_hours[sends.recipient])
+            rates["history_hours"] = expected_goal_rate(world, replace(sends, at=at_history_hours), recent)
+            rates["oracle_but_history_hours"] = expected_goal_rate(
+                world, replace(sends, items=plan.items, variant=plan.variant, at=at_history_hours), recent)
+        best_variant = sends.variant == plan.variant
         own_hour = sends.local_hours(population) == population.active_hour[sends.recipient]
         found[f"week {number}"] = {
             group: {"share": round(float(rows.mean()), 3), "own_hour": round(float(own_hour[rows].mean()), 3),
+                    "best_variant": round(float(best_variant[rows].mean()), 3),
                     **{name: round(float(rate[rows].mean()), 4) for name, rate in rates.items()}}
             for group, member in groups.items() if (rows := member[sends.recipient]).any()}
     return found

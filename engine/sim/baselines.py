@@ -8,6 +8,9 @@
 - ``oracle``: knows the hidden truth: each recipient's best items by their true click
   probability, at their active hour, with the best variant.
 
+And one reference for the hour alone, :func:`bayes_hours`: what could be known of a
+recipient's hour from the history, at best.
+
 All of them see the history Kairos trains on (the oracle needs none); none of them learns during
 the simulated weeks, which is the point of the comparison.
 """
@@ -20,8 +23,8 @@ from datetime import datetime
 
 import numpy as np
 
-from engine.features.recipients import zone_offsets
-from engine.sim.population import TOPICS, ZONES, Catalog, Population
+from engine.features.recipients import event_offsets, zone_offsets
+from engine.sim.population import ACTIVE_HOURS, TOPICS, ZONES, Catalog, Population, open_at_hour
 from engine.sim.respond import SLOT_DECAY, SimEvents, World
 
 DAY = 86400.0
@@ -55,6 +58,57 @@ def history_stats(population: Population, catalog: Catalog, events: SimEvents, n
     opens = np.zeros((len(population), 24))
     np.add.at(opens, (who[opened], hours), 1.0)
     return HistoryStats(impressions, clicks, opens)
+
+
+def bayes_hours(population: Population, events: SimEvents, window: tuple[int, int]) -> np.ndarray:
+    """Each recipient's best local send hour for one who knows how the audience answers but not
+    the recipient's own hour: the hour inside ``window`` (minutes) with the most expected opens
+    under the posterior of their active hour, given every history message and its answer.
+
+    The observer knows the open model, each recipient's channel taste and fatigue, and that
+    active hours are spread evenly over :data:`ACTIVE_HOURS`, and reads an open's time as the
+    simulator writes it (at the active hour, or within the hour after a send close to it): more
+    than a policy reading the log can know, so no such policy does better on the hour. A history
+    message is one `sent` event in slot 0 (``<tag>-<recipient>-0``), opened when
+    ``<tag>-<recipient>-o`` exists; a recipient's first message finds them rested, the later
+    ones one message into their week (the history's weekly rhythm).
+    """
+    columns = events.columns
+    index = {rid: i for i, rid in enumerate(population.ids)}
+    ids = np.asarray(columns["id"])
+    kind = np.asarray(columns["type"])
+    ts = np.asarray(columns["ts"], dtype=float)
+    sent = np.flatnonzero((kind == "sent") & (np.asarray(columns["position"], dtype=object) == 0))
+    opens = {identifier[:-2]: t for identifier, t in zip(ids[kind == "open"], ts[kind == "open"], strict=True)}
+    who = np.array([index[r] for r in np.asarray(columns["recipient_id"])[sent]], dtype=int)
+    order = np.argsort(ts[sent], kind="stable")
+    sent, who = sent[order], who[order]
+    later = np.ones(len(sent), dtype=bool)
+    later[np.unique(who, return_index=True)[1]] = False  # after a stable sort: each recipient's earliest
+    recent = later.astype(float)
+    offsets = event_offsets(population.zone, who, ts[sent])  # the zone's offset on the day of the send
+    hour = ((ts[sent] + offsets) // 3600 % 24).astype(int)
+    candidates = np.arange(24)
+    # P(open | sent at hour h, active hour a), with the recipient's own factors (e-mail, fatigue)
+    factor = population.channel_taste[who, 0] * population.fatigue[who] ** recent
+    p_open = np.clip(open_at_hour(hour[:, None], candidates[None, :]) * factor[:, None], 0.0, 0.95)
+    opened_at = np.array([opens.get(identifier[:-2], np.nan) for identifier in ids[sent]])
+    opened = ~np.isnan(opened_at)
+    open_hour = np.where(opened, (np.nan_to_num(opened_at) + offsets) // 3600 % 24, -1).astype(int)
+    wait = (candidates[None, :] - hour[:, None]) % 24
+    near = (wait <= 1) | (wait >= 23)
+    # An open names the active hour, or, close to the send, comes in its hour or the next.
+    in_send_hours = (open_hour == hour) | (open_hour == (hour + 1) % 24)
+    consistent = np.where(near, in_send_hours[:, None], open_hour[:, None] == candidates[None, :])
+    likelihood = np.where(opened[:, None], p_open * consistent, 1.0 - p_open)
+    log_posterior = np.full((len(population), 24), -np.inf)
+    log_posterior[:, list(ACTIVE_HOURS)] = 0.0
+    np.add.at(log_posterior, who, np.log(np.maximum(likelihood, 1e-300)))
+    posterior = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    allowed = np.arange(-(-window[0] // 60), -(-window[1] // 60))  # whole hours starting inside the window
+    expected = posterior @ open_at_hour(allowed[:, None], candidates[None, :]).T  # (recipients x allowed hours)
+    return np.asarray(allowed[expected.argmax(axis=1)], dtype=float)
 
 
 def local_time(population: Population, recipients: np.ndarray, day: datetime, hours: np.ndarray) -> np.ndarray:

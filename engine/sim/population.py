@@ -71,8 +71,14 @@ class Population:
 
     def open_probability(self, recipients: np.ndarray, local_hours: np.ndarray) -> np.ndarray:
         """P(open) falls off with the distance from the recipient's active hour."""
-        distance = np.abs(((local_hours - self.active_hour[recipients]) + 12) % 24 - 12)
-        return np.asarray(0.55 * np.exp(-distance / 3.0) + 0.05)
+        return open_at_hour(local_hours, self.active_hour[recipients])
+
+
+def open_at_hour(local_hours: np.ndarray, active_hours: np.ndarray) -> np.ndarray:
+    """P(open) of a message sent at ``local_hours`` to someone active at ``active_hours``
+    (broadcasting), before the recipient's channel taste, fatigue and the variant."""
+    distance = np.abs(((local_hours - active_hours) + 12) % 24 - 12)
+    return np.asarray(0.55 * np.exp(-distance / 3.0) + 0.05)
 
 
 def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GROUP_NAMES),

@@ -3,6 +3,7 @@ truth says they should; Kairos, learning in the loop, beats sending the same to 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ import pytest
 
 from engine.decide import Policy
 from engine.sim import seed_store
-from engine.sim.baselines import blast, history_stats, oracle, segment_rule
+from engine.sim.baselines import bayes_hours, blast, history_stats, oracle, segment_rule
 from engine.sim.campaign import run_baseline, run_kairos, summary
-from engine.sim.respond import expected_goal_rate, respond, uniform_sends
+from engine.sim.respond import SimEvents, expected_goal_rate, respond, uniform_sends
 from engine.spec import load_campaign
 from engine.spec.model import CampaignSpec
 from engine.store import Store
@@ -80,6 +81,35 @@ def test_baselines_order_as_the_truth_says() -> None:
     knows_all = rate(lambda r: oracle(world.world, r, 3, (7 * 60, 22 * 60)))
     assert same_for_all < by_interest < knows_all
     assert knows_all > 4 * same_for_all
+
+
+def test_bayes_hours_read_the_history_as_well_as_it_can_be_read() -> None:
+    world = small_world(size=1500, weeks=8, seed=6)
+    population = world.population
+    hours = bayes_hours(population, world.history, (7 * 60, 22 * 60))
+    kinds = np.array(world.history.columns["type"])
+    opened = np.isin(np.array(population.ids), np.array(world.history.columns["recipient_id"])[kinds == "open"])
+    own = hours == population.active_hour
+    assert own[opened].mean() > 0.85  # an open's time names the hour
+    assert own[~opened].mean() < 0.4  # silences say little
+    assert ((hours >= 7) & (hours < 22)).all()
+
+
+def test_bayes_hours_move_away_from_hours_that_stayed_silent() -> None:
+    world = small_world(size=2, weeks=1, seed=6)
+    population = replace(world.population, zone=("Europe/London", "Europe/London"),
+                         channel_taste=np.ones((2, 2)), fatigue=np.ones(2))
+    events = SimEvents()
+    monday = world.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    for week in range(6):  # recipient 0: evening messages, never opened; recipient 1: one open at 12:40
+        at = (monday - timedelta(weeks=week + 1)).timestamp() + (19 + week % 2) * 3600
+        events.extend(id=[f"w{week}-r00000-0", f"w{week}-r00001-0"], recipient_id=list(population.ids), ts=[at, at],
+                      type="sent", position=0)
+    events.extend(id=["w0-r00001-o"], recipient_id=[population.ids[1]],
+                  ts=[(monday - timedelta(weeks=1)).timestamp() + 12 * 3600 + 2400], type="open")
+    silent, answered = bayes_hours(population, events, (7 * 60, 22 * 60))
+    assert silent not in (18, 19, 20, 21)
+    assert answered == 12
 
 
 def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
