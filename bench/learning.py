@@ -17,7 +17,8 @@ with three sections, side by side:
   neither) and gives, from the hidden truth, how often Kairos chose the recipient's own hour and
   the best variant, its goal rate, and the goal rate of the same messages with the oracle's
   hours, items or variant (or all three) swapped in. Week 0 adds the hour a Bayesian reader of
-  the mail history would choose (knowing the answer model, not the recipient's hour:
+  the history (mail, and visits in the second audience) would choose (knowing the answer and
+  visit models, not the recipient's hour:
   :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's items and variant.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
@@ -150,17 +151,17 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
 
     opened = np.asarray(history.columns["recipient_id"])[np.asarray(history.columns["type"]) == "open"]
     opened_before = np.isin(np.asarray(population.ids), opened)
-    history_hours = bayes_hours(population, history, spec.schedule.window)
 
     def kairos_weeks(name: str, visits: VisitHabits | None) -> dict[str, Any]:
         log(f"simulator: Kairos runs four weeks ({name}, {time.perf_counter() - started:.0f}s)")
         store = Store.open(f"sqlite:///{directory / f'{name}.db'}")
         seed_store(store, population, [catalog], history, START)
-        write_visits = None
+        write_visits, visited = None, None
         if visits is not None:
             visit_rng = np.random.default_rng([seed, 3])
-            write_events(store, visits.visits(population, catalog, START - timedelta(weeks=HISTORY_WEEKS), START,
-                                              visit_rng, tag="history"))
+            visited = visits.visits(population, catalog, START - timedelta(weeks=HISTORY_WEEKS), START, visit_rng,
+                                    tag="history")
+            write_events(store, visited)
 
             def write_visits(since: datetime, until: datetime) -> SimEvents:
                 return visits.visits(population, catalog, since, until, visit_rng, tag=f"{since:%Y%m%d}")
@@ -178,7 +179,8 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                 "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
                 **({"never opened, visits": ~opened_before & (visits.per_week > 0),
                     "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
-                   else {"never opened": ~opened_before})}, history_hours),
+                   else {"never opened": ~opened_before})},
+                bayes_hours(population, history, spec.schedule.window, visited)),
         }
 
     email_only = kairos_weeks("sim", None)
@@ -214,9 +216,10 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
     how often it chose the recipient's own hour or the best variant, its goal rate, and the goal
     rate of the same messages with the oracle's hours, items or variant swapped in (what each
     part leaves), or all three (``oracle``). In week 0 also with ``history_hours`` swapped in
-    (:func:`bayes_hours`: the best hour the mail history can tell), alone and with the oracle's
-    items and variant (``oracle_but_history_hours``: a policy that knew every taste but read the
-    hour off the log; against ``oracle``, the most of the oracle any policy reaches in week 0)."""
+    (:func:`bayes_hours`: the best hour the history of mail and visits can tell), alone and with
+    the oracle's items and variant (``oracle_but_history_hours``: a policy that knew every taste
+    but read the hour off the log; against ``oracle``, the most of the oracle any policy reaches
+    in week 0)."""
     population = world.population
     found: dict[str, Any] = {}
     for number, (week, day) in enumerate(zip(weeks, days, strict=True)):

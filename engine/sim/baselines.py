@@ -26,6 +26,7 @@ import numpy as np
 from engine.features.recipients import event_offsets, zone_offsets
 from engine.sim.population import ACTIVE_HOURS, TOPICS, ZONES, Catalog, Population, open_at_hour
 from engine.sim.respond import SLOT_DECAY, SimEvents, World
+from engine.sim.visits import HOUR_SHIFT, HOUR_SHIFT_P
 
 DAY = 86400.0
 
@@ -60,7 +61,8 @@ def history_stats(population: Population, catalog: Catalog, events: SimEvents, n
     return HistoryStats(impressions, clicks, opens)
 
 
-def bayes_hours(population: Population, events: SimEvents, window: tuple[int, int]) -> np.ndarray:
+def bayes_hours(population: Population, events: SimEvents, window: tuple[int, int],
+                visits: SimEvents | None = None) -> np.ndarray:
     """Each recipient's best local send hour for one who knows how the audience answers but not
     the recipient's own hour: the hour inside ``window`` (minutes) with the most expected opens
     under the posterior of their active hour, given every history message and its answer.
@@ -71,7 +73,9 @@ def bayes_hours(population: Population, events: SimEvents, window: tuple[int, in
     than a policy reading the log can know, so no such policy does better on the hour. A history
     message is one `sent` event in slot 0 (``<tag>-<recipient>-0``), opened when
     ``<tag>-<recipient>-o`` exists; a recipient's first message finds them rested, the later
-    ones one message into their week (the history's weekly rhythm).
+    ones one message into their week (the history's weekly rhythm). ``visits``
+    (:mod:`engine.sim.visits`) are read as that module makes them: at the active hour, or an
+    hour either side.
     """
     columns = events.columns
     index = {rid: i for i, rid in enumerate(population.ids)}
@@ -104,6 +108,15 @@ def bayes_hours(population: Population, events: SimEvents, window: tuple[int, in
     log_posterior = np.full((len(population), 24), -np.inf)
     log_posterior[:, list(ACTIVE_HOURS)] = 0.0
     np.add.at(log_posterior, who, np.log(np.maximum(likelihood, 1e-300)))
+    if visits is not None and len(visits):
+        visitor = np.array([index[r] for r in visits.columns["recipient_id"]], dtype=int)
+        at = np.asarray(visits.columns["ts"], dtype=float)
+        visit_hour = ((at + event_offsets(population.zone, visitor, at)) // 3600 % 24).astype(int)
+        shift = (visit_hour[:, None] - candidates[None, :] + 12) % 24 - 12  # (visits x active hour a)
+        chance = np.zeros((len(visitor), 24))
+        for step, p in zip(HOUR_SHIFT, HOUR_SHIFT_P, strict=True):
+            chance[shift == step] = p
+        np.add.at(log_posterior, visitor, np.log(np.maximum(chance, 1e-300)))
     posterior = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
     allowed = np.arange(-(-window[0] // 60), -(-window[1] // 60))  # whole hours starting inside the window

@@ -110,6 +110,12 @@ def test_bayes_hours_move_away_from_hours_that_stayed_silent() -> None:
     silent, answered = bayes_hours(population, events, (7 * 60, 22 * 60))
     assert silent not in (18, 19, 20, 21)
     assert answered == 12
+    visits = SimEvents()  # the silent one visits the site at 13:10, 13:30 and 14:20: around 13
+    visits.extend(id=["v0", "v1", "v2"], recipient_id=[population.ids[0]] * 3, type="visit",
+                  ts=[(monday - timedelta(days=day)).timestamp() + seconds
+                      for day, seconds in ((2, 13 * 3600 + 600), (3, 13 * 3600 + 1800), (5, 14 * 3600 + 1200))])
+    assert silent != 13
+    assert bayes_hours(population, events, (7 * 60, 22 * 60), visits)[0] == 13
 
 
 def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
