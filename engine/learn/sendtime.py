@@ -15,7 +15,11 @@ decide alone:
   pseudo-events where people keep to their hours, many where they read whenever; :data:`DAY_PRIOR`
   when too few recipients have several);
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
-  over the seven days) with :data:`WEEK_PRIOR` pseudo-events;
+  over the seven days) with as many pseudo-events as fit the log best, estimated the same way
+  from how the recipients with several events spread them over the days at their hours: many
+  where people keep their hours whatever the day (one Monday visit an hour off their usual hour
+  then says little of next Monday), few where their weekends differ from their weekdays
+  (:data:`WEEK_PRIOR` when too few recipients have several);
 - every message is a trial: sent at local hour h, it is answered right after the send (an
   open or a click within :data:`PROMPTED_SECONDS`: it was *prompted*), answered later (on the
   recipient's own time, before their next message) or not at all, with rates that depend on the
@@ -62,12 +66,12 @@ from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_wee
 from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-4"
+MODEL_VERSION = "hour-of-week-hierarchical-5"
 HISTORY_DAYS = 90
 DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
 MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
 CONCENTRATIONS = np.geomspace(0.05, 200.0, 57)  # the candidates for it
-WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile per hour-of-week row
+WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile, when the log cannot say
 PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
 SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
 
@@ -161,16 +165,45 @@ def _padded_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(padded(a) + padded(b))
 
 
+def week_log_likelihoods(week_counts: np.ndarray) -> tuple[np.ndarray, int]:
+    """For each of :data:`CONCENTRATIONS`, the log-likelihood of the hour-of-week counts of the
+    recipients with two or more events, each a Dirichlet-multinomial around their own hour-of-day
+    profile spread evenly over the seven days, with that many pseudo-events; and how many
+    recipients it covers. Summed over chunks of an audience like the rest of :class:`HourEvidence`.
+
+    Only the cells with events enter (the others cancel): log Gamma(a b + n) - log Gamma(a b) for
+    a cell with share b of the profile and n events, minus log Gamma(a + N) - log Gamma(a) for the
+    recipient's N events, each a sum of logs over the counts (:func:`_rising_logs`, unrolled).
+    """
+    counts = np.rint(week_counts[week_counts.sum(axis=1) >= 2]).astype(np.int64)
+    if len(counts) == 0:
+        return np.zeros(len(CONCENTRATIONS)), 0
+    totals = counts.sum(axis=1)
+    by_hour = counts.reshape(len(counts), 7, 24).sum(axis=1)
+    row, cell = np.nonzero(counts)
+    share = by_hour[row, cell % 24] / totals[row] / 7.0
+    n = counts[row, cell]
+    # every event of a cell once, numbered 0..n-1 within it; every event of a recipient the same
+    share_of_event = np.repeat(share, n)
+    in_cell = np.arange(len(share_of_event)) - np.repeat(np.cumsum(n) - n, n)
+    in_recipient = np.arange(int(totals.sum())) - np.repeat(np.cumsum(totals) - totals, totals)
+    likelihood = np.array([np.log(a * share_of_event + in_cell).sum() - np.log(a + in_recipient).sum()
+                           for a in CONCENTRATIONS])
+    return likelihood, len(counts)
+
+
 @dataclass(frozen=True)
 class HourPrior:
     """What the send-time model learns from everyone before it looks at anyone: the population's
     hour-of-day profile, how many pseudo-events of it a recipient's profile is smoothed with, the
-    answer rates by distance (None without sends in the log), and the messages in the log."""
+    answer rates by distance (None without sends in the log), the messages in the log, and how
+    many pseudo-events of a recipient's hour-of-day profile their hour-of-week one is smoothed with."""
 
     population: np.ndarray  # (24,)
     concentration: float
     rates: AnswerRates | None
     sent: float
+    week_concentration: float = WEEK_PRIOR
 
 
 @dataclass
@@ -243,6 +276,9 @@ class HourEvidence:
     # the answer rates' first estimate: each recipient's own hour is their most active one (none
     # without activity of their own)
     answers: AnswerEvidence = field(default_factory=AnswerEvidence)
+    # how the recipients with two or more events spread them over the days (week_log_likelihoods)
+    week_likelihood: np.ndarray = field(default_factory=lambda: np.zeros(len(CONCENTRATIONS)))
+    week_profiles: int = 0
 
     @classmethod
     def of(cls, week_counts: np.ndarray, activity: Activity | None = None) -> HourEvidence:
@@ -256,6 +292,9 @@ class HourEvidence:
         by_hour = week_counts.reshape(len(week_counts), 7, 24).sum(axis=1)
         self.by_hour = self.by_hour + by_hour.sum(axis=0)
         self.add_profiles(by_hour)
+        likelihood, profiles = week_log_likelihoods(week_counts)
+        self.week_likelihood = self.week_likelihood + likelihood
+        self.week_profiles += profiles
         if activity is None:
             return
         active = np.flatnonzero(by_hour.sum(axis=1) > 0)
@@ -284,10 +323,16 @@ class HourEvidence:
                       for a in CONCENTRATIONS]
         return float(CONCENTRATIONS[int(np.argmax(likelihood))])
 
+    def week_concentration(self) -> float:
+        if self.week_profiles < MIN_PROFILES:
+            return WEEK_PRIOR
+        return float(CONCENTRATIONS[int(np.argmax(self.week_likelihood))])
+
     def prior(self) -> HourPrior:
         population = self.by_hour + 1.0
         population /= population.sum()
-        return HourPrior(population, self.concentration(population), self.answers.rates(), self.answers.sent)
+        return HourPrior(population, self.concentration(population), self.answers.rates(), self.answers.sent,
+                         self.week_concentration())
 
 
 def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> HourPrior:
@@ -347,21 +392,25 @@ def hour_preferences(week_counts: np.ndarray, activity: Activity | None = None,
 
     :param prior: what was learned from the whole audience (default: from these recipients).
     """
-    return week_preferences(week_counts, day_preferences(week_counts, activity, prior))
+    prior = prior if prior is not None else learn_prior(week_counts, activity)
+    return week_preferences(week_counts, day_preferences(week_counts, activity, prior), prior.week_concentration)
 
 
-def week_preferences(week_counts: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """:func:`hour_preferences` from the :func:`day_preferences` ``day``."""
+def week_preferences(week_counts: np.ndarray, day: np.ndarray, week_prior: float = WEEK_PRIOR) -> np.ndarray:
+    """:func:`hour_preferences` from the :func:`day_preferences` ``day``, with ``week_prior``
+    pseudo-events of it (:attr:`HourPrior.week_concentration`)."""
     prior_week = np.tile(day, 7) / 7.0
-    return np.asarray((week_counts + WEEK_PRIOR * prior_week) / (week_counts.sum(axis=1, keepdims=True) + WEEK_PRIOR))
+    return np.asarray((week_counts + week_prior * prior_week) / (week_counts.sum(axis=1, keepdims=True) + week_prior))
 
 
-def expected_answers(week_counts: np.ndarray, day: np.ndarray, rates: AnswerRates) -> np.ndarray:
+def expected_answers(week_counts: np.ndarray, day: np.ndarray, rates: AnswerRates,
+                     week_prior: float = WEEK_PRIOR) -> np.ndarray:
     """(recipients x 168) how likely a message sent at each hour of the week is answered: the
     :func:`hour_preferences` with each part valued by what it says of an answer there.
 
     :param week_counts: (recipients x 168) the recipient's own events by local hour of the week.
     :param day: (recipients x 24) their :func:`day_preferences`.
+    :param week_prior: pseudo-events of ``day`` per recipient (:attr:`HourPrior.week_concentration`).
 
     An hour of the week the recipient was seen at counts as reading then: a message there is
     answered at distance 0's rate. The hour-of-day profile they are smoothed toward counts by the
@@ -370,8 +419,8 @@ def expected_answers(week_counts: np.ndarray, day: np.ndarray, rates: AnswerRate
     likely hours is worth more than an edge of them.
     """
     expected_day = day @ rates.answered[_DISTANCE]
-    return np.asarray((week_counts * rates.answered[0] + WEEK_PRIOR * np.tile(expected_day, 7) / 7.0)
-                      / (week_counts.sum(axis=1, keepdims=True) + WEEK_PRIOR))
+    return np.asarray((week_counts * rates.answered[0] + week_prior * np.tile(expected_day, 7) / 7.0)
+                      / (week_counts.sum(axis=1, keepdims=True) + week_prior))
 
 
 def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zones: Sequence[str],
@@ -483,8 +532,9 @@ def plan_send_times(session: Session, schedule: Schedule, recipient_ids: Sequenc
         activity = activity_by_hour_of_week(session, recipient_ids, zone_names, now)
         prior = prior if prior is not None else learn_prior(activity.week_counts, activity)
         day = day_preferences(activity.week_counts, activity, prior)
-        preference = (expected_answers(activity.week_counts, day, prior.rates) if prior.rates is not None
-                      else week_preferences(activity.week_counts, day))
+        preference = (expected_answers(activity.week_counts, day, prior.rates, prior.week_concentration)
+                      if prior.rates is not None else week_preferences(activity.week_counts, day,
+                                                                      prior.week_concentration))
         exploration = decayed_exploration(exploration, prior.sent, exploration_decay)
     start = np.full(count, now.timestamp())
     if delayed is not None:

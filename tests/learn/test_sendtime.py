@@ -274,3 +274,43 @@ def test_events_outside_any_message_show_the_hour_and_campaign_events_do_not(tmp
     assert by_hour[1, 9] == 1 and by_hour[1].sum() == 1
     np.testing.assert_array_equal(activity.answered[0], np.zeros(24))  # a visit answers no message
     assert hour_preferences(activity.week_counts, activity)[0].reshape(7, 24).sum(axis=0).argmax() == 15
+
+
+def _readers(rng: np.random.Generator, size: int, weekend_shift: int) -> np.ndarray:
+    """(size x 168) events of people who read at their own hour (7..20), on random days; on
+    Saturdays and Sundays ``weekend_shift`` hours later."""
+    counts = np.zeros((size, 168))
+    hour = rng.integers(7, 21, size)
+    for row in range(size):
+        day = rng.integers(0, 7, rng.poisson(6))
+        np.add.at(counts[row], day * 24 + (hour[row] + np.where(day >= 5, weekend_shift, 0)) % 24, 1.0)
+    return counts
+
+
+def test_week_concentration_is_what_the_log_says_of_days() -> None:
+    rng = np.random.default_rng(4)
+    any_day = sendtime.learn_prior(_readers(rng, 400, 0))
+    weekends_differ = sendtime.learn_prior(_readers(rng, 400, 3))
+    assert any_day.week_concentration >= 100
+    assert weekends_differ.week_concentration < 30
+    few = sendtime.learn_prior(_readers(rng, 10, 0))  # too few profiles to say: the default
+    assert few.week_concentration == sendtime.WEEK_PRIOR
+
+
+def test_events_on_the_day_weigh_what_the_log_says_days_are_worth() -> None:
+    """Someone who reads at 19:00 (four weekdays), was seen at 22:00 on two Sundays and at 20:00
+    on a Monday: where days are alike, both Monday's and Sunday's plans keep 19:00; where
+    weekends differ, Sunday's plan follows the Sunday readings."""
+    rng = np.random.default_rng(5)
+    me = np.zeros((1, 168))
+    me[0, [24 + 19, 48 + 19, 72 + 19, 96 + 19, 20]] = 1.0  # Tue-Fri 19:00, Mon 20:00
+    me[0, 144 + 22] = 2.0                                   # Sun 22:00, twice
+
+    def best_hour(others: np.ndarray, day: int) -> int:
+        preference = hour_preferences(np.vstack([me, others]))[0]
+        return int(np.argmax(preference[day * 24 + 7: day * 24 + 23])) + 7
+
+    alike = _readers(rng, 400, 0)
+    assert best_hour(alike, 0) == 19
+    assert best_hour(alike, 6) == 19
+    assert best_hour(_readers(rng, 400, 3), 6) == 22
