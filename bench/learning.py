@@ -16,10 +16,10 @@ with three sections, side by side:
   held of their recipient (everyone; opened before the campaign, never opened but visits,
   neither) and gives, from the hidden truth, how often Kairos chose the recipient's own hour and
   the best variant, its goal rate, and the goal rate of the same messages with the oracle's
-  hours, items or variant (or all three) swapped in. Week 0 adds the hour a Bayesian reader of
-  the history (mail, and visits in the second audience) would choose (knowing the answer and
-  visit models, not the recipient's hour:
-  :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's items and variant.
+  hours, items or variant (or all three) swapped in, and with the hour a Bayesian reader of
+  the log before that week would choose (knowing the answer and visit models, not the
+  recipient's hour: :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's
+  items and variant.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
   visit and conversion rates on the other 30% with DR and SNIPS, against the logged uniform
@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -64,9 +65,21 @@ from engine.learn.ope import evaluate_policy  # noqa: E402
 from engine.learn.ranker import LightGBMRanker, TrainingParams  # noqa: E402
 from engine.learn.training import fit_ranker, load_impressions, train_campaign  # noqa: E402
 from engine.sim import SimEvents, World, make_catalog, make_population, seed_store, simulate_history  # noqa: E402
-from engine.sim.baselines import SEGMENT_RULES, bayes_hours, blast, history_stats, local_time, oracle, segment_rule  # noqa: E402
+from engine.sim.baselines import (  # noqa: E402
+    SEGMENT_RULES,
+    Answered,
+    bayes_hours,
+    blast,
+    history_answered,
+    history_stats,
+    local_time,
+    oracle,
+    segment_rule,
+    sent_answered,
+)
 from engine.sim.campaign import WeekOutcome, run_baseline, run_kairos, summary  # noqa: E402
-from engine.sim.respond import expected_goal_rate  # noqa: E402
+from engine.sim.population import Population  # noqa: E402
+from engine.sim.respond import Sends, expected_goal_rate  # noqa: E402
 from engine.sim.seed import write_events  # noqa: E402
 from engine.sim.visits import VisitHabits  # noqa: E402
 from engine.spec import load_campaign  # noqa: E402
@@ -156,18 +169,25 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
         log(f"simulator: Kairos runs four weeks ({name}, {time.perf_counter() - started:.0f}s)")
         store = Store.open(f"sqlite:///{directory / f'{name}.db'}")
         seed_store(store, population, [catalog], history, START)
-        write_visits, visited = None, None
+        write_visits = None
         if visits is not None:
             visit_rng = np.random.default_rng([seed, 3])
-            visited = visits.visits(population, catalog, START - timedelta(weeks=HISTORY_WEEKS), START, visit_rng,
-                                    tag="history")
-            write_events(store, visited)
+            write_events(store, visits.visits(population, catalog, START - timedelta(weeks=HISTORY_WEEKS), START,
+                                              visit_rng, tag="history"))
 
             def write_visits(since: datetime, until: datetime) -> SimEvents:
                 return visits.visits(population, catalog, since, until, visit_rng, tag=f"{since:%Y%m%d}")
         weeks = run_kairos(store, spec, world, days, np.random.default_rng(seed + 1), params=TrainingParams(),
                            visits=write_visits)
         kairos = summary(weeks)
+        readable = [history_answered(population, history)]
+        reference_hours = []  # per week: the Bayesian reader's hours from everything before it
+        for week, day, until in zip(weeks, days, [*days[1:], days[-1] + timedelta(days=7)], strict=True):
+            reference_hours.append(bayes_hours(population, Answered.joined(readable), spec.schedule.window,
+                                               visits_before(store, population, day)))
+            if week.sends is not None and week.recent is not None:
+                readable.append(sent_answered(world, week.sends, week.recent,
+                                              opened_between(store, population, spec.name, week.sends, day, until)))
         return {
             "kairos": kairos,
             "kairos_weekly_goal_rate": [round(w.expected_rate, 5) for w in weeks],
@@ -179,8 +199,7 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                 "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
                 **({"never opened, visits": ~opened_before & (visits.per_week > 0),
                     "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
-                   else {"never opened": ~opened_before})},
-                bayes_hours(population, history, spec.schedule.window, visited)),
+                   else {"never opened": ~opened_before})}, reference_hours),
         }
 
     email_only = kairos_weeks("sim", None)
@@ -209,17 +228,39 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     }
 
 
+def visits_before(store: Store, population: Population, until: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """(recipient index, epoch seconds) of every `visit` in the store before ``until``."""
+    index = {rid: i for i, rid in enumerate(population.ids)}
+    with store.session() as session:
+        rows = session.execute(sa.select(Event.recipient_id, Event.ts).where(Event.type == "visit",
+                                                                           Event.ts < until)).all()
+    return (np.array([index[r] for r, _ in rows], dtype=int), np.array([t.timestamp() for _, t in rows], dtype=float))
+
+
+def opened_between(store: Store, population: Population, campaign: str, sends: Sends, since: datetime,
+                   until: datetime) -> np.ndarray:
+    """When each of ``sends`` was opened (NaN: not): the recipient's first open of ``campaign`` in
+    [since, until), a week that holds one message per recipient."""
+    with store.session() as session:
+        rows = session.execute(sa.select(Event.recipient_id, sa.func.min(Event.ts)).where(
+            Event.type == "open", Event.campaign == campaign, Event.ts >= since, Event.ts < until)
+            .group_by(Event.recipient_id)).all()
+    first = {rid: ts.timestamp() for rid, ts in rows}
+    ids = np.asarray(population.ids)[sends.recipient]
+    return np.array([first.get(rid, np.nan) for rid in ids], dtype=float)
+
+
 def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime], k: int,
-                     window: tuple[int, int], groups: dict[str, np.ndarray], history_hours: np.ndarray
+                     window: tuple[int, int], groups: dict[str, np.ndarray], reference_hours: list[np.ndarray]
                      ) -> dict[str, Any]:
     """Per week and group of recipients, from the hidden truth: the share of Kairos's messages,
     how often it chose the recipient's own hour or the best variant, its goal rate, and the goal
     rate of the same messages with the oracle's hours, items or variant swapped in (what each
-    part leaves), or all three (``oracle``). In week 0 also with ``history_hours`` swapped in
-    (:func:`bayes_hours`: the best hour the history of mail and visits can tell), alone and with
-    the oracle's items and variant (``oracle_but_history_hours``: a policy that knew every taste
-    but read the hour off the log; against ``oracle``, the most of the oracle any policy reaches
-    in week 0)."""
+    part leaves), or all three (``oracle``). Also with ``reference_hours`` swapped in
+    (``history_hours``: the hours of :func:`bayes_hours`, the best the log before the week can
+    tell, history, earlier weeks' answers and visits included), alone and with the oracle's items
+    and variant (``oracle_but_history_hours``: a policy that knew every taste but read the hour off
+    the log; against ``oracle``, the most of the oracle such a policy reaches that week)."""
     population = world.population
     found: dict[str, Any] = {}
     for number, (week, day) in enumerate(zip(weeks, days, strict=True)):
@@ -234,11 +275,10 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
                  "oracle_variant": expected_goal_rate(world, replace(sends, variant=plan.variant), recent),
                  "oracle": expected_goal_rate(
                      world, replace(sends, items=plan.items, variant=plan.variant, at=at_oracle_hours), recent)}
-        if number == 0:
-            at_history_hours = local_time(population, sends.recipient, day, history_hours[sends.recipient])
-            rates["history_hours"] = expected_goal_rate(world, replace(sends, at=at_history_hours), recent)
-            rates["oracle_but_history_hours"] = expected_goal_rate(
-                world, replace(sends, items=plan.items, variant=plan.variant, at=at_history_hours), recent)
+        at_history_hours = local_time(population, sends.recipient, day, reference_hours[number][sends.recipient])
+        rates["history_hours"] = expected_goal_rate(world, replace(sends, at=at_history_hours), recent)
+        rates["oracle_but_history_hours"] = expected_goal_rate(
+            world, replace(sends, items=plan.items, variant=plan.variant, at=at_history_hours), recent)
         best_variant = sends.variant == plan.variant
         own_hour = sends.local_hours(population) == population.active_hour[sends.recipient]
         found[f"week {number}"] = {

@@ -17,7 +17,7 @@ the simulated weeks, which is the point of the comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.features.recipients import event_offsets, zone_offsets
 from engine.sim.population import ACTIVE_HOURS, TOPICS, ZONES, Catalog, Population, open_at_hour
-from engine.sim.respond import SLOT_DECAY, SimEvents, World
+from engine.sim.respond import SLOT_DECAY, Sends, SimEvents, World
 from engine.sim.visits import HOUR_SHIFT, HOUR_SHIFT_P
 
 DAY = 86400.0
@@ -61,22 +61,27 @@ def history_stats(population: Population, catalog: Catalog, events: SimEvents, n
     return HistoryStats(impressions, clicks, opens)
 
 
-def bayes_hours(population: Population, events: SimEvents, window: tuple[int, int],
-                visits: SimEvents | None = None) -> np.ndarray:
-    """Each recipient's best local send hour for one who knows how the audience answers but not
-    the recipient's own hour: the hour inside ``window`` (minutes) with the most expected opens
-    under the posterior of their active hour, given every history message and its answer.
+@dataclass(frozen=True)
+class Answered:
+    """Messages and whether each was opened, with what only the simulator knows of them: the
+    input of :func:`bayes_hours`. Arrays are aligned, one row per message."""
 
-    The observer knows the open model, each recipient's channel taste and fatigue, and that
-    active hours are spread evenly over :data:`ACTIVE_HOURS`, and reads an open's time as the
-    simulator writes it (at the active hour, or within the hour after a send close to it): more
-    than a policy reading the log can know, so no such policy does better on the hour. A history
-    message is one `sent` event in slot 0 (``<tag>-<recipient>-0``), opened when
-    ``<tag>-<recipient>-o`` exists; a recipient's first message finds them rested, the later
-    ones one message into their week (the history's weekly rhythm). ``visits``
-    (:mod:`engine.sim.visits`) are read as that module makes them: at the active hour, or an
-    hour either side.
-    """
+    recipient: np.ndarray   # index into the population
+    at: np.ndarray          # epoch seconds of the send
+    opened_at: np.ndarray   # epoch seconds of its open, NaN when none came
+    factor: np.ndarray      # its P(open) besides the hour: channel taste x variant lift x fatigue
+
+    @classmethod
+    def joined(cls, parts: Sequence[Answered]) -> Answered:
+        return cls(*(np.concatenate([getattr(p, name) for p in parts])
+                     for name in ("recipient", "at", "opened_at", "factor")))
+
+
+def history_answered(population: Population, events: SimEvents) -> Answered:
+    """The messages of :func:`engine.sim.respond.simulate_history`: one `sent` event in slot 0
+    each (``<tag>-<recipient>-0``), opened when ``<tag>-<recipient>-o`` exists, by e-mail, with no
+    variant; a recipient's first message finds them rested, the later ones one message into their
+    week (the history's weekly rhythm)."""
     columns = events.columns
     index = {rid: i for i, rid in enumerate(population.ids)}
     ids = np.asarray(columns["id"])
@@ -89,16 +94,41 @@ def bayes_hours(population: Population, events: SimEvents, window: tuple[int, in
     sent, who = sent[order], who[order]
     later = np.ones(len(sent), dtype=bool)
     later[np.unique(who, return_index=True)[1]] = False  # after a stable sort: each recipient's earliest
-    recent = later.astype(float)
-    offsets = event_offsets(population.zone, who, ts[sent])  # the zone's offset on the day of the send
-    hour = ((ts[sent] + offsets) // 3600 % 24).astype(int)
+    opened_at = np.array([opens.get(identifier[:-2], np.nan) for identifier in ids[sent]], dtype=float)
+    factor = population.channel_taste[who, 0] * population.fatigue[who] ** later.astype(float)
+    return Answered(who, ts[sent], opened_at, factor)
+
+
+def sent_answered(world: World, sends: Sends, recent: np.ndarray, opened_at: np.ndarray) -> Answered:
+    """Messages a policy sent (``recent``: each one's recipient's messages of the week before, as
+    they were answered with), and when each was opened (NaN: not)."""
+    population = world.population
+    factor = (population.channel_taste[sends.recipient, sends.channel]
+              * np.asarray(world.variant_open_lift)[sends.variant] * population.fatigue[sends.recipient] ** recent)
+    return Answered(sends.recipient, sends.at, np.asarray(opened_at, dtype=float), factor)
+
+
+def bayes_hours(population: Population, answered: Answered, window: tuple[int, int],
+                visits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Each recipient's best local send hour for one who knows how the audience answers but not
+    the recipient's own hour: the hour inside ``window`` (minutes) with the most expected opens
+    under the posterior of their active hour, given every message in ``answered`` and what
+    became of it, and their ``visits`` ((recipient index, epoch seconds) of each).
+
+    The observer knows the open model with each message's other factors (:class:`Answered`), that
+    active hours are spread evenly over :data:`ACTIVE_HOURS`, reads an open's time as the simulator
+    writes it (at the active hour, or within the hour after a send close to it) and visits as
+    :mod:`engine.sim.visits` makes them (at the active hour, or an hour either side): more than a
+    policy reading the log can know, so no such policy does better on the hour.
+    """
+    who = answered.recipient
+    offsets = event_offsets(population.zone, who, answered.at)  # the zone's offset on the day of the send
+    hour = ((answered.at + offsets) // 3600 % 24).astype(int)
     candidates = np.arange(24)
-    # P(open | sent at hour h, active hour a), with the recipient's own factors (e-mail, fatigue)
-    factor = population.channel_taste[who, 0] * population.fatigue[who] ** recent
-    p_open = np.clip(open_at_hour(hour[:, None], candidates[None, :]) * factor[:, None], 0.0, 0.95)
-    opened_at = np.array([opens.get(identifier[:-2], np.nan) for identifier in ids[sent]])
-    opened = ~np.isnan(opened_at)
-    open_hour = np.where(opened, (np.nan_to_num(opened_at) + offsets) // 3600 % 24, -1).astype(int)
+    # P(open | sent at hour h, active hour a), times the message's other factors
+    p_open = np.clip(open_at_hour(hour[:, None], candidates[None, :]) * answered.factor[:, None], 0.0, 0.95)
+    opened = ~np.isnan(answered.opened_at)
+    open_hour = np.where(opened, (np.nan_to_num(answered.opened_at) + offsets) // 3600 % 24, -1).astype(int)
     wait = (candidates[None, :] - hour[:, None]) % 24
     near = (wait <= 1) | (wait >= 23)
     # An open names the active hour, or, close to the send, comes in its hour or the next.
@@ -108,9 +138,8 @@ def bayes_hours(population: Population, events: SimEvents, window: tuple[int, in
     log_posterior = np.full((len(population), 24), -np.inf)
     log_posterior[:, list(ACTIVE_HOURS)] = 0.0
     np.add.at(log_posterior, who, np.log(np.maximum(likelihood, 1e-300)))
-    if visits is not None and len(visits):
-        visitor = np.array([index[r] for r in visits.columns["recipient_id"]], dtype=int)
-        at = np.asarray(visits.columns["ts"], dtype=float)
+    if visits is not None and len(visits[0]):
+        visitor, at = visits
         visit_hour = ((at + event_offsets(population.zone, visitor, at)) // 3600 % 24).astype(int)
         shift = (visit_hour[:, None] - candidates[None, :] + 12) % 24 - 12  # (visits x active hour a)
         chance = np.zeros((len(visitor), 24))

@@ -13,9 +13,18 @@ import pytest
 
 from engine.decide import Policy
 from engine.sim import seed_store
-from engine.sim.baselines import bayes_hours, blast, history_stats, oracle, segment_rule
+from engine.sim.baselines import (
+    Answered,
+    bayes_hours,
+    blast,
+    history_answered,
+    history_stats,
+    oracle,
+    segment_rule,
+    sent_answered,
+)
 from engine.sim.campaign import run_baseline, run_kairos, summary
-from engine.sim.respond import SimEvents, expected_goal_rate, respond, uniform_sends
+from engine.sim.respond import Sends, SimEvents, expected_goal_rate, respond, uniform_sends
 from engine.spec import load_campaign
 from engine.spec.model import CampaignSpec
 from engine.store import Store
@@ -86,7 +95,7 @@ def test_baselines_order_as_the_truth_says() -> None:
 def test_bayes_hours_read_the_history_as_well_as_it_can_be_read() -> None:
     world = small_world(size=1500, weeks=8, seed=6)
     population = world.population
-    hours = bayes_hours(population, world.history, (7 * 60, 22 * 60))
+    hours = bayes_hours(population, history_answered(population, world.history), (7 * 60, 22 * 60))
     kinds = np.array(world.history.columns["type"])
     opened = np.isin(np.array(population.ids), np.array(world.history.columns["recipient_id"])[kinds == "open"])
     own = hours == population.active_hour
@@ -107,15 +116,21 @@ def test_bayes_hours_move_away_from_hours_that_stayed_silent() -> None:
                       type="sent", position=0)
     events.extend(id=["w0-r00001-o"], recipient_id=[population.ids[1]],
                   ts=[(monday - timedelta(weeks=1)).timestamp() + 12 * 3600 + 2400], type="open")
-    silent, answered = bayes_hours(population, events, (7 * 60, 22 * 60))
+    read = history_answered(population, events)
+    silent, answered = bayes_hours(population, read, (7 * 60, 22 * 60))
     assert silent not in (18, 19, 20, 21)
     assert answered == 12
-    visits = SimEvents()  # the silent one visits the site at 13:10, 13:30 and 14:20: around 13
-    visits.extend(id=["v0", "v1", "v2"], recipient_id=[population.ids[0]] * 3, type="visit",
-                  ts=[(monday - timedelta(days=day)).timestamp() + seconds
-                      for day, seconds in ((2, 13 * 3600 + 600), (3, 13 * 3600 + 1800), (5, 14 * 3600 + 1200))])
+    visits = (np.zeros(3, dtype=int),  # the silent one visits the site at 13:10, 13:30 and 14:20: around 13
+              np.array([(monday - timedelta(days=day)).timestamp() + seconds
+                        for day, seconds in ((2, 13 * 3600 + 600), (3, 13 * 3600 + 1800), (5, 14 * 3600 + 1200))]))
     assert silent != 13
-    assert bayes_hours(population, events, (7 * 60, 22 * 60), visits)[0] == 13
+    assert bayes_hours(population, read, (7 * 60, 22 * 60), visits)[0] == 13
+    # A campaign's message at 10:00 that the silent one opened at 13:20 names their hour.
+    sends = Sends(recipient=np.array([0]), items=np.zeros((1, 3), dtype=int), at=np.array([monday.timestamp() + 36000]),
+                  channel=np.zeros(1, dtype=int), variant=np.zeros(1, dtype=int))
+    campaign = sent_answered(replace(world.world, population=population), sends, np.ones(1),
+                             np.array([monday.timestamp() + 13 * 3600 + 1200]))
+    assert bayes_hours(population, Answered.joined([read, campaign]), (7 * 60, 22 * 60))[0] == 13
 
 
 def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
