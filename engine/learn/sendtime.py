@@ -7,8 +7,11 @@ decide alone:
 
 - the population's hour-of-day profile (opens and clicks of everyone, by local hour, +1 each;
   with them, every event a recipient made outside any message — a visit, an app session, any
-  custom event ingested without a campaign —, which shows when they are about just as an
-  unprompted open does);
+  custom event ingested without a campaign —, which shows when they are about, though not as
+  closely as an unprompted open does: how far such *doings* fall from the hour their recipient
+  reads mail at is learned from the recipients who do both (:func:`doing_offsets`), and each
+  doing counts for the reading hours it may have come from (:func:`reading_hours`): a visit at
+  14:00 in an audience that reads at 13:00 but never at 14:00 says 13:00);
 - each recipient's hour-of-day profile, smoothed toward the population's with as many
   pseudo-events as fit the log best (a Dirichlet-multinomial posterior mean whose concentration
   is the empirical-Bayes estimate from the recipients with several events of their own: few
@@ -66,7 +69,7 @@ from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_wee
 from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-5"
+MODEL_VERSION = "hour-of-week-hierarchical-6"
 HISTORY_DAYS = 90
 DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
 MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
@@ -103,6 +106,7 @@ class Activity:
     sent: np.ndarray          # (recipients x 24) messages by local hour of day of the send
     answered: np.ndarray      # (recipients x 24) of those, the ones followed by an open or a click
     prompted: np.ndarray      # (recipients x 24) of those, the ones answered only right after the send
+    doings: np.ndarray | None = None  # (recipients x 168) the part of week_counts outside any message
 
 
 def circular_distance(hours: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -165,6 +169,29 @@ def _padded_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(padded(a) + padded(b))
 
 
+def doing_offsets(by_hour: np.ndarray, doings: np.ndarray) -> tuple[np.ndarray, int]:
+    """Doings by how many hours after the recipient's reading hour they came (0..23, mod 24), over
+    the recipients who both read (an open or a click on their own time) and do things outside any
+    message, with their most frequent reading hour as theirs; and how many such recipients.
+
+    :param by_hour: (recipients x 24) all their own events; :param doings: the part outside messages.
+    """
+    reads = np.maximum(by_hour - doings, 0.0)
+    both = (reads.sum(axis=1) > 0) & (doings.sum(axis=1) > 0)
+    if not both.any():
+        return np.zeros(24), 0
+    hour = reads[both].argmax(axis=1)
+    after = np.take_along_axis(doings[both], (np.arange(24)[None, :] + hour[:, None]) % 24, axis=1)
+    return np.asarray(after.sum(axis=0)), int(both.sum())
+
+
+def reading_hours(doings_by_hour: np.ndarray, spread: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """(recipients x 24) each recipient's doings given to the hours they may read at: a doing at
+    hour h counts for reading hour a in proportion to spread[h - a] x population[a]."""
+    weight = spread[(np.arange(24)[:, None] - np.arange(24)[None, :]) % 24] * population[None, :]  # (h x a)
+    return np.asarray(doings_by_hour @ (weight / weight.sum(axis=1, keepdims=True)))
+
+
 def week_log_likelihoods(week_counts: np.ndarray) -> tuple[np.ndarray, int]:
     """For each of :data:`CONCENTRATIONS`, the log-likelihood of the hour-of-week counts of the
     recipients with two or more events, each a Dirichlet-multinomial around their own hour-of-day
@@ -204,6 +231,7 @@ class HourPrior:
     rates: AnswerRates | None
     sent: float
     week_concentration: float = WEEK_PRIOR
+    spread: np.ndarray | None = None  # (24,) how far a doing falls from the reading hour (doing_spread)
 
 
 @dataclass
@@ -279,6 +307,10 @@ class HourEvidence:
     # how the recipients with two or more events spread them over the days (week_log_likelihoods)
     week_likelihood: np.ndarray = field(default_factory=lambda: np.zeros(len(CONCENTRATIONS)))
     week_profiles: int = 0
+    # doings by their distance from the hour the recipient reads at (doing_offsets), and by hour
+    doing_offsets: np.ndarray = field(default_factory=lambda: np.zeros(24))
+    readers_doing: int = 0
+    doings_by_hour: np.ndarray = field(default_factory=lambda: np.zeros(24))
 
     @classmethod
     def of(cls, week_counts: np.ndarray, activity: Activity | None = None) -> HourEvidence:
@@ -297,6 +329,12 @@ class HourEvidence:
         self.week_profiles += profiles
         if activity is None:
             return
+        if activity.doings is not None:
+            doings = activity.doings.reshape(len(week_counts), 7, 24).sum(axis=1)
+            offsets, readers = doing_offsets(by_hour, doings)
+            self.doing_offsets = self.doing_offsets + offsets
+            self.readers_doing += readers
+            self.doings_by_hour = self.doings_by_hour + doings.sum(axis=0)
         active = np.flatnonzero(by_hour.sum(axis=1) > 0)
         most_active = np.zeros_like(by_hour)
         most_active[active, by_hour[active].argmax(axis=1)] = 1.0
@@ -328,11 +366,24 @@ class HourEvidence:
             return WEEK_PRIOR
         return float(CONCENTRATIONS[int(np.argmax(self.week_likelihood))])
 
+    def spread(self) -> np.ndarray | None:
+        """P(a doing falls d hours after the reading hour), d = 0..23 (23: an hour before), each
+        distance smoothed with one pseudo-doing; None with too few readers who also do things."""
+        if self.readers_doing < MIN_PROFILES:
+            return None
+        return np.asarray((self.doing_offsets + 1.0) / (self.doing_offsets.sum() + 24.0))
+
     def prior(self) -> HourPrior:
-        population = self.by_hour + 1.0
+        spread = self.spread()
+        by_hour = self.by_hour
+        if spread is not None:  # everyone's doings given to the hours they read at, as each one's are
+            reads = np.maximum(by_hour - self.doings_by_hour, 0.0)
+            readers = (reads + 1.0) / (reads + 1.0).sum()
+            by_hour = reads + reading_hours(self.doings_by_hour[None, :], spread, readers)[0]
+        population = by_hour + 1.0
         population /= population.sum()
         return HourPrior(population, self.concentration(population), self.answers.rates(), self.answers.sent,
-                         self.week_concentration())
+                         self.week_concentration(), spread)
 
 
 def learn_prior(week_counts: np.ndarray, activity: Activity | None = None) -> HourPrior:
@@ -370,6 +421,10 @@ def day_preferences(week_counts: np.ndarray, activity: Activity | None = None,
     prior = prior if prior is not None else learn_prior(week_counts, activity)
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = prior.population
+    if prior.spread is not None and activity is not None and activity.doings is not None:
+        # a doing is not always at the reading hour: it counts for the hours it may have come from
+        doings = activity.doings.reshape(n, 7, 24).sum(axis=1)
+        by_hour = by_hour - doings + reading_hours(doings, prior.spread, population)
     own_day = (by_hour + prior.concentration * population) / (by_hour.sum(axis=1, keepdims=True)
                                                               + prior.concentration)
     if activity is not None and prior.rates is not None and activity.sent.sum() > 0:
@@ -441,9 +496,12 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     prompted = (sends >= 0) & (log.ts[rows] - log.ts[sends.clip(0)] < PROMPTED_SECONDS)
     # So do the recipient's doings outside any message (a conversion credited to a campaign
     # followed its click, and counts through it).
-    own = np.concatenate([rows[~prompted], np.flatnonzero(own_doings(log))])
+    doing = np.flatnonzero(own_doings(log))
+    own = np.concatenate([rows[~prompted], doing])
     counts = np.zeros((n, HOURS_OF_WEEK))
     np.add.at(counts, (log.recipient[own], hour_of_week(local[own])), 1.0)
+    doings = np.zeros((n, HOURS_OF_WEEK))
+    np.add.at(doings, (log.recipient[doing], hour_of_week(local[doing])), 1.0)
     answered = np.isin(log.message, log.message[np.unique(sends[sends >= 0])]) & starts
     # A message answered later, on the recipient's own time, already speaks through that hour.
     answered_later = np.isin(log.message, log.message[np.unique(sends[(sends >= 0) & ~prompted])]) & starts
@@ -455,7 +513,7 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     np.add.at(replied, (log.recipient[answered], hour[answered]), 1.0)
     just_prompted = answered & ~answered_later
     np.add.at(prompt, (log.recipient[just_prompted], hour[just_prompted]), 1.0)
-    return Activity(counts, sent, replied, prompt)
+    return Activity(counts, sent, replied, prompt, doings)
 
 
 # Choosing looks at every minute of 24 candidate hours: 1,440 booleans per recipient, and a copy.

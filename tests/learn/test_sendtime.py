@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,42 @@ def test_events_on_the_day_weigh_what_the_log_says_days_are_worth() -> None:
     assert best_hour(alike, 0) == 19
     assert best_hour(alike, 6) == 19
     assert best_hour(_readers(rng, 400, 3), 6) == 22
+
+
+def _readers_who_visit(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(week counts, the part of them that are visits) of people who open mail at their own hour
+    and visit the site at it, or an hour either side 40% of the time."""
+    hours = rng.choice([7, 8, 12, 13, 18, 19, 20, 21], size)
+    counts, visits = np.zeros((size, 168)), np.zeros((size, 168))
+    for row, hour in enumerate(hours):
+        np.add.at(counts[row], rng.integers(0, 7, 5) * 24 + hour, 1.0)
+        at = rng.integers(0, 7, 4) * 24 + (hour + rng.choice([-1, 0, 1], 4, p=[0.2, 0.6, 0.2])) % 24
+        np.add.at(visits[row], at, 1.0)
+    return counts + visits, visits
+
+
+def _activity(week_counts: np.ndarray, doings: np.ndarray) -> Activity:
+    empty = np.zeros((len(week_counts), 24))
+    return Activity(week_counts, empty, empty, empty, doings)
+
+
+def test_how_far_visits_fall_from_the_reading_hour_is_learned() -> None:
+    counts, visits = _readers_who_visit(np.random.default_rng(6), 400)
+    spread = sendtime.learn_prior(counts, _activity(counts, visits)).spread
+    assert spread is not None
+    assert abs(spread[0] - 0.6) < 0.05 and abs(spread[1] - 0.2) < 0.05 and abs(spread[23] - 0.2) < 0.05
+    assert spread[2:23].sum() < 0.05
+    assert sendtime.learn_prior(counts[:10], _activity(counts[:10], visits[:10])).spread is None  # too few
+
+
+def test_a_visit_counts_for_the_reading_hours_it_may_have_come_from() -> None:
+    """Someone who never opened and visited once at 14:00, among people who read at 13:00 (and
+    others) and visit an hour either side now and then: their hour is 13:00, not 14:00."""
+    counts, visits = _readers_who_visit(np.random.default_rng(7), 400)
+    me = np.zeros((1, 168))
+    me[0, 24 + 14] = 1.0
+    counts, visits = np.vstack([me, counts]), np.vstack([me, visits])
+    activity = _activity(counts, visits)
+    prior = sendtime.learn_prior(counts, activity)
+    assert int(sendtime.day_preferences(counts, activity, prior)[0].argmax()) == 13
+    assert int(sendtime.day_preferences(counts, activity, replace(prior, spread=None))[0].argmax()) == 14
