@@ -231,7 +231,7 @@ class HourPrior:
     rates: AnswerRates | None
     sent: float
     week_concentration: float = WEEK_PRIOR
-    spread: np.ndarray | None = None  # (24,) how far a doing falls from the reading hour (doing_spread)
+    spread: np.ndarray | None = None  # (24,) how far a doing falls from the reading hour (HourEvidence.spread)
 
 
 @dataclass
