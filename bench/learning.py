@@ -14,8 +14,9 @@ with three sections, side by side:
   set before any run, not tuned). The baselines and the oracle are the same for both, since
   visits change no answer. ``where_the_gap_is`` splits each week's messages by what the log
   held of their recipient (everyone; opened before the campaign, never opened but visits,
-  neither) and gives, from the hidden truth, how often Kairos chose the recipient's own hour and
-  the best variant, its goal rate, and the goal rate of the same messages with the oracle's
+  neither) and gives, from the hidden truth, how often Kairos chose the recipient's own hour (and
+  how often the Bayesian reader below would: ``history_own_hour``) and the best variant, its goal
+  rate, and the goal rate of the same messages with the oracle's
   hours, items or variant (or all three) swapped in, and with the hour a Bayesian reader of
   the log before that week would choose (knowing the answer and visit models, not the
   recipient's hour: :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's
@@ -281,8 +282,10 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
             world, replace(sends, items=plan.items, variant=plan.variant, at=at_history_hours), recent)
         best_variant = sends.variant == plan.variant
         own_hour = sends.local_hours(population) == population.active_hour[sends.recipient]
+        reader_own_hour = reference_hours[number][sends.recipient] == population.active_hour[sends.recipient]
         found[f"week {number}"] = {
             group: {"share": round(float(rows.mean()), 3), "own_hour": round(float(own_hour[rows].mean()), 3),
+                    "history_own_hour": round(float(reader_own_hour[rows].mean()), 3),
                     "best_variant": round(float(best_variant[rows].mean()), 3),
                     **{name: round(float(rate[rows].mean()), 4) for name, rate in rates.items()}}
             for group, member in groups.items() if (rows := member[sends.recipient]).any()}
