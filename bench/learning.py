@@ -182,10 +182,12 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                            visits=write_visits)
         kairos = summary(weeks)
         readable = [history_answered(population, history)]
+        visitor, visited_at = visits_before(store, population, days[-1])
         reference_hours = []  # per week: the Bayesian reader's hours from everything before it
         for week, day, until in zip(weeks, days, [*days[1:], days[-1] + timedelta(days=7)], strict=True):
+            before = visited_at < day.timestamp()
             reference_hours.append(bayes_hours(population, Answered.joined(readable), spec.schedule.window,
-                                               visits_before(store, population, day)))
+                                               (visitor[before], visited_at[before])))
             if week.sends is not None and week.recent is not None:
                 readable.append(sent_answered(world, week.sends, week.recent,
                                               opened_between(store, population, spec.name, week.sends, day, until)))

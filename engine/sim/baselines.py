@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.features.recipients import event_offsets, zone_offsets
 from engine.sim.population import ACTIVE_HOURS, TOPICS, ZONES, Catalog, Population, open_at_hour
-from engine.sim.respond import SLOT_DECAY, Sends, SimEvents, World
+from engine.sim.respond import SLOT_DECAY, Sends, SimEvents, World, open_factor
 from engine.sim.visits import HOUR_SHIFT, HOUR_SHIFT_P
 
 DAY = 86400.0
@@ -102,10 +102,7 @@ def history_answered(population: Population, events: SimEvents) -> Answered:
 def sent_answered(world: World, sends: Sends, recent: np.ndarray, opened_at: np.ndarray) -> Answered:
     """Messages a policy sent (``recent``: each one's recipient's messages of the week before, as
     they were answered with), and when each was opened (NaN: not)."""
-    population = world.population
-    factor = (population.channel_taste[sends.recipient, sends.channel]
-              * np.asarray(world.variant_open_lift)[sends.variant] * population.fatigue[sends.recipient] ** recent)
-    return Answered(sends.recipient, sends.at, np.asarray(opened_at, dtype=float), factor)
+    return Answered(sends.recipient, sends.at, np.asarray(opened_at, dtype=float), open_factor(world, sends, recent))
 
 
 def bayes_hours(population: Population, answered: Answered, window: tuple[int, int],

@@ -95,10 +95,16 @@ class SimEvents:
 def open_probability(world: World, sends: Sends, recent_messages: np.ndarray) -> np.ndarray:
     population = world.population
     base = population.open_probability(sends.recipient, sends.local_hours(population))
-    lift = np.asarray(world.variant_open_lift)[sends.variant]
-    taste = population.channel_taste[sends.recipient, sends.channel]
-    fatigue = population.fatigue[sends.recipient] ** recent_messages
-    return np.asarray(np.clip(base * taste * lift * fatigue, 0.0, 0.95))
+    return np.asarray(np.clip(base * open_factor(world, sends, recent_messages), 0.0, 0.95))
+
+
+def open_factor(world: World, sends: Sends, recent_messages: np.ndarray) -> np.ndarray:
+    """What multiplies each message's P(open) besides its hour: the recipient's taste for its
+    channel, its variant's lift, and fatigue from the ``recent_messages`` of the week before."""
+    population = world.population
+    return np.asarray(population.channel_taste[sends.recipient, sends.channel]
+                      * np.asarray(world.variant_open_lift)[sends.variant]
+                      * population.fatigue[sends.recipient] ** recent_messages)
 
 
 def click_probabilities(world: World, sends: Sends) -> np.ndarray:
