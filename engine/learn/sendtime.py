@@ -16,7 +16,9 @@ decide alone:
   pseudo-events as fit the log best (a Dirichlet-multinomial posterior mean whose concentration
   is the empirical-Bayes estimate from the recipients with several events of their own: few
   pseudo-events where people keep to their hours, many where they read whenever; :data:`DAY_PRIOR`
-  when too few recipients have several);
+  when too few recipients have several); a recipient's doings count for the reading hours they
+  may have come from by that recipient's own profile as well as by how far doings fall
+  (:func:`own_reading_hours`), so that many visits around an hour say that hour, sharply;
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
   over the seven days) with as many pseudo-events as fit the log best, estimated the same way
   from how the recipients with several events spread them over the days at their hours: many
@@ -62,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from scipy.special import digamma
 from sqlmodel import Session
 
 from engine.features.events import load_events, own_doings
@@ -69,7 +72,7 @@ from engine.features.recipients import HOURS_OF_WEEK, event_offsets, hour_of_wee
 from engine.learn.exploration import decayed_exploration
 from engine.spec.model import CampaignSpec, Schedule
 
-MODEL_VERSION = "hour-of-week-hierarchical-6"
+MODEL_VERSION = "hour-of-week-hierarchical-7"
 HISTORY_DAYS = 90
 DAY_PRIOR = 3.0    # pseudo-events of the population's hour-of-day profile, when the log cannot say
 MIN_PROFILES = 30  # recipients with two or more events of their own needed to estimate it from the log
@@ -77,6 +80,11 @@ CONCENTRATIONS = np.geomspace(0.05, 200.0, 57)  # the candidates for it
 WEEK_PRIOR = 2.0   # pseudo-events of the recipient's own hour-of-day profile, when the log cannot say
 PROMPTED_SECONDS = 3600.0  # an open this soon after a send was prompted by it
 SILENCE_PRIOR = 20.0  # pseudo-messages at the overall rate per distance of the answer rates
+VARIATIONAL_STEPS = 20  # rounds of own_reading_hours, at most
+VARIATIONAL_TOLERANCE = 1e-3  # it stops when no recipient's pseudo-count moves more than this
+# Recipients worked on at once where each needs a (24 x 60) or (24 x 24) array: choosing looks at
+# every minute of 24 candidate hours, own_reading_hours at every pair of hours.
+CHOICE_CHUNK = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +198,44 @@ def reading_hours(doings_by_hour: np.ndarray, spread: np.ndarray, population: np
     hour h counts for reading hour a in proportion to spread[h - a] x population[a]."""
     weight = spread[(np.arange(24)[:, None] - np.arange(24)[None, :]) % 24] * population[None, :]  # (h x a)
     return np.asarray(doings_by_hour @ (weight / weight.sum(axis=1, keepdims=True)))
+
+
+def own_reading_hours(reads: np.ndarray, doings: np.ndarray, spread: np.ndarray, pseudo: np.ndarray
+                      ) -> np.ndarray:
+    """(recipients x 24) each recipient's hour-of-day profile (the posterior mean) from their reads
+    by hour, their doings by hour and ``pseudo`` events of everyone's profile, each doing counting
+    for the reading hours it may have come from by how far doings fall from the hour
+    (``spread``) *and* by that recipient's own profile.
+
+    The profile and the doings' reading hours are found together, by mean-field variational
+    Bayes for this Dirichlet-multinomial mixture (:data:`VARIATIONAL_STEPS` rounds): a doing at
+    hour h counts for reading hour a in proportion to spread[h - a] x exp(E[log profile[a]]). So
+    visits at 19:00 four times and at 18:00 and 20:00 once each say 19:00, and little else: the
+    20:00 visit all but rules out 18:00 and the other way round. Split by everyone's profile
+    instead (:func:`reading_hours`), the same visits leave 18:00 and 20:00 half as likely as
+    19:00, and a silence or two at 19:00 tips the choice. A single visit at an hour nobody reads
+    at still goes to the reading hour beside it: the expectation of the log of a profile share
+    that only pseudo-events hold is very low.
+    """
+    kernel = spread[(np.arange(24)[:, None] - np.arange(24)[None, :]) % 24]  # (doing hour h x reading hour a)
+    base = reads + pseudo[None, :]
+    alpha = base + reading_hours(doings, spread, pseudo / pseudo.sum())
+    for rows in np.array_split(np.arange(len(alpha)), max(1, -(-len(alpha) // CHOICE_CHUNK))):
+        # only the (recipient, hour) pairs with doings, a chunk of recipients at a time
+        row, hour = np.nonzero(doings[rows])
+        count = doings[rows][row, hour][:, None]
+        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=np.int64)
+        with_doings = rows[row[starts]]
+        owner = np.cumsum(np.r_[True, row[1:] != row[:-1]]) - 1 if len(row) else row  # pair -> with_doings
+        for _ in range(VARIATIONAL_STEPS):
+            weight = kernel[hour] * np.exp(digamma(alpha[with_doings]))[owner]
+            weight *= count / weight.sum(axis=1, keepdims=True)
+            updated = base[with_doings] + np.add.reduceat(weight, starts, axis=0)
+            moved = float(np.abs(updated - alpha[with_doings]).max()) if len(starts) else 0.0
+            alpha[with_doings] = updated
+            if moved < VARIATIONAL_TOLERANCE:
+                break
+    return np.asarray(alpha / alpha.sum(axis=1, keepdims=True))
 
 
 def week_log_likelihoods(week_counts: np.ndarray) -> tuple[np.ndarray, int]:
@@ -421,12 +467,14 @@ def day_preferences(week_counts: np.ndarray, activity: Activity | None = None,
     prior = prior if prior is not None else learn_prior(week_counts, activity)
     by_hour = week_counts.reshape(n, 7, 24).sum(axis=1)
     population = prior.population
+    own_day = (by_hour + prior.concentration * population) / (by_hour.sum(axis=1, keepdims=True)
+                                                              + prior.concentration)
     if prior.spread is not None and activity is not None and activity.doings is not None:
         # a doing is not always at the reading hour: it counts for the hours it may have come from
         doings = activity.doings.reshape(n, 7, 24).sum(axis=1)
-        by_hour = by_hour - doings + reading_hours(doings, prior.spread, population)
-    own_day = (by_hour + prior.concentration * population) / (by_hour.sum(axis=1, keepdims=True)
-                                                              + prior.concentration)
+        did = np.flatnonzero(doings.sum(axis=1) > 0)
+        own_day[did] = own_reading_hours(by_hour[did] - doings[did], doings[did], prior.spread,
+                                         prior.concentration * population)
     if activity is not None and prior.rates is not None and activity.sent.sum() > 0:
         prompted, later, silent = prior.rates.by_distance(_DISTANCE)   # (send hour h x own hour a)
         # log P(what happened to the messages | own hour a), summed over the recipient's messages.
@@ -514,10 +562,6 @@ def activity_by_hour_of_week(session: Session, recipient_ids: Sequence[str], zon
     just_prompted = answered & ~answered_later
     np.add.at(prompt, (log.recipient[just_prompted], hour[just_prompted]), 1.0)
     return Activity(counts, sent, replied, prompt, doings)
-
-
-# Choosing looks at every minute of 24 candidate hours: 1,440 booleans per recipient, and a copy.
-CHOICE_CHUNK = 2048
 
 
 def choose_send_times(preference: np.ndarray | None, offsets: np.ndarray, schedule: Schedule, start: float,

@@ -354,3 +354,24 @@ def test_a_visit_counts_for_the_reading_hours_it_may_have_come_from() -> None:
     prior = sendtime.learn_prior(counts, activity)
     assert int(sendtime.day_preferences(counts, activity, prior)[0].argmax()) == 13
     assert int(sendtime.day_preferences(counts, activity, replace(prior, spread=None))[0].argmax()) == 14
+
+
+def test_many_visits_around_an_hour_outweigh_a_few_silences_there() -> None:
+    """Someone who never opened a message but visited four times at 19:00 and once either side:
+    three messages at 19:00 that went unanswered do not move them off 19:00. Read as soft counts
+    of the audience's spread (each visit split over the hours it may have come from), the visits
+    leave 18:00 and 20:00 close behind 19:00, and the three silences tip the choice; read as each
+    recipient's own evidence (the 20:00 visit all but rules out 18:00, the 18:00 one 20:00), they
+    do not."""
+    counts, visits = _readers_who_visit(np.random.default_rng(8), 400)
+    me = np.zeros((1, 168))
+    me[0, [19, 24 + 19, 48 + 19, 72 + 19, 96 + 18, 120 + 20]] = 1.0
+    counts, visits = np.vstack([me, counts]), np.vstack([me, visits])
+    empty = np.zeros((len(counts), 24))
+    sent = empty.copy()
+    sent[0, 19] = 3.0
+    activity = Activity(counts, sent, empty, empty, visits)
+    distance = np.minimum(np.arange(13), 12)
+    rates = AnswerRates(np.r_[0.55 * np.exp(-distance / 3.0) + 0.05, 0.2], np.full(14, 0.02))
+    prior = replace(sendtime.learn_prior(counts, _activity(counts, visits)), rates=rates)
+    assert int(sendtime.day_preferences(counts, activity, prior)[0].argmax()) == 19
