@@ -69,17 +69,21 @@ from engine.sim import SimEvents, World, make_catalog, make_population, seed_sto
 from engine.sim.baselines import (  # noqa: E402
     SEGMENT_RULES,
     Answered,
+    Shown,
     bayes_hours,
+    bayes_items,
     blast,
     history_answered,
+    history_shown,
     history_stats,
     local_time,
     oracle,
     segment_rule,
     sent_answered,
+    sent_shown,
 )
 from engine.sim.campaign import WeekOutcome, run_baseline, run_kairos, summary  # noqa: E402
-from engine.sim.population import Population  # noqa: E402
+from engine.sim.population import Catalog, Population  # noqa: E402
 from engine.sim.respond import Sends, expected_goal_rate  # noqa: E402
 from engine.sim.seed import write_events  # noqa: E402
 from engine.sim.visits import VisitHabits  # noqa: E402
@@ -182,15 +186,19 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                            visits=write_visits)
         kairos = summary(weeks)
         readable = [history_answered(population, history)]
-        visitor, visited_at = visits_before(store, population, days[-1])
-        reference_hours = []  # per week: the Bayesian reader's hours from everything before it
+        shown = [history_shown(population, catalog, history)]
+        visitor, visited_at, visited_item = visits_before(store, population, catalog, days[-1])
+        reference_hours, reference_items = [], []  # per week: the Bayesian readers' from everything before it
         for week, day, until in zip(weeks, days, [*days[1:], days[-1] + timedelta(days=7)], strict=True):
             before = visited_at < day.timestamp()
             reference_hours.append(bayes_hours(population, Answered.joined(readable), spec.schedule.window,
                                                (visitor[before], visited_at[before])))
+            reference_items.append(bayes_items(world, Shown.joined(shown), k, (visitor[before], visited_item[before])))
             if week.sends is not None and week.recent is not None:
-                readable.append(sent_answered(world, week.sends, week.recent,
-                                              opened_between(store, population, spec.name, week.sends, day, until)))
+                opened_at = opened_between(store, population, spec.name, week.sends, day, until)
+                readable.append(sent_answered(world, week.sends, week.recent, opened_at))
+                shown.append(sent_shown(week.sends, ~np.isnan(opened_at),
+                                        clicked_between(store, population, spec.name, week.sends, day, until)))
         return {
             "kairos": kairos,
             "kairos_weekly_goal_rate": [round(w.expected_rate, 5) for w in weeks],
@@ -202,7 +210,7 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                 "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
                 **({"never opened, visits": ~opened_before & (visits.per_week > 0),
                     "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
-                   else {"never opened": ~opened_before})}, reference_hours),
+                   else {"never opened": ~opened_before})}, reference_hours, reference_items),
         }
 
     email_only = kairos_weeks("sim", None)
@@ -231,13 +239,33 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
     }
 
 
-def visits_before(store: Store, population: Population, until: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(recipient index, epoch seconds) of every `visit` in the store before ``until``."""
+def visits_before(store: Store, population: Population, catalog: Catalog, until: datetime
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(recipient index, epoch seconds, catalog index of the item read) of every `visit` in the
+    store before ``until``."""
     index = {rid: i for i, rid in enumerate(population.ids)}
+    items = {iid: j for j, iid in enumerate(catalog.ids)}
     with store.session() as session:
-        rows = session.execute(sa.select(Event.recipient_id, Event.ts).where(Event.type == "visit",
-                                                                           Event.ts < until)).all()
-    return (np.array([index[r] for r, _ in rows], dtype=int), np.array([t.timestamp() for _, t in rows], dtype=float))
+        rows = session.execute(sa.select(Event.recipient_id, Event.ts, Event.item_id).where(
+            Event.type == "visit", Event.ts < until)).all()
+    return (np.array([index[r] for r, _, _ in rows], dtype=int),
+            np.array([t.timestamp() for _, t, _ in rows], dtype=float),
+            np.array([items[i] for _, _, i in rows], dtype=int))
+
+
+def clicked_between(store: Store, population: Population, campaign: str, sends: Sends, since: datetime,
+                    until: datetime) -> np.ndarray:
+    """(messages x slots) whether each item of ``sends`` was clicked in [since, until), a week
+    that holds one message per recipient."""
+    with store.session() as session:
+        rows = session.execute(sa.select(Event.recipient_id, Event.position).where(
+            Event.type == "click", Event.campaign == campaign, Event.ts >= since, Event.ts < until)).all()
+    row = {rid: n for n, rid in enumerate(np.asarray(population.ids)[sends.recipient])}
+    clicked = np.zeros(sends.items.shape, dtype=bool)
+    for rid, position in rows:
+        if rid in row and position is not None and 0 <= position < clicked.shape[1]:
+            clicked[row[rid], position] = True
+    return clicked
 
 
 def opened_between(store: Store, population: Population, campaign: str, sends: Sends, since: datetime,
@@ -254,8 +282,8 @@ def opened_between(store: Store, population: Population, campaign: str, sends: S
 
 
 def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime], k: int,
-                     window: tuple[int, int], groups: dict[str, np.ndarray], reference_hours: list[np.ndarray]
-                     ) -> dict[str, Any]:
+                     window: tuple[int, int], groups: dict[str, np.ndarray], reference_hours: list[np.ndarray],
+                     reference_items: list[np.ndarray]) -> dict[str, Any]:
     """Per week and group of recipients, from the hidden truth: the share of Kairos's messages,
     how often it chose the recipient's own hour or the best variant, its goal rate, and the goal
     rate of the same messages with the oracle's hours, items or variant swapped in (what each
@@ -263,9 +291,15 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
     (``history_hours``: the hours of :func:`bayes_hours`, the best the log before the week can
     tell, history, earlier weeks' answers and visits included), alone and with the oracle's items
     and variant (``oracle_but_history_hours``: a policy that knew every taste but read the hour off
-    the log; against ``oracle``, the most of the oracle such a policy reaches that week)."""
+    the log; against ``oracle``, the most of the oracle such a policy reaches that week). Likewise
+    with ``reference_items`` (``history_items``: the items of :func:`bayes_items`, who knows how
+    the planted groups click but not who is in which), and with both readers' hours and items and
+    the oracle's variant (``log_reader``: about the most any policy reading the log could send).
+    ``four weeks`` gives the goal rates of Kairos and of the log reader summed over the weeks, as
+    shares of the oracle's on the same messages."""
     population = world.population
     found: dict[str, Any] = {}
+    totals = dict.fromkeys(("kairos", "log_reader", "oracle"), 0.0)
     for number, (week, day) in enumerate(zip(weeks, days, strict=True)):
         sends, recent = week.sends, week.recent
         if sends is None or recent is None:
@@ -282,6 +316,12 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
         rates["history_hours"] = expected_goal_rate(world, replace(sends, at=at_history_hours), recent)
         rates["oracle_but_history_hours"] = expected_goal_rate(
             world, replace(sends, items=plan.items, variant=plan.variant, at=at_history_hours), recent)
+        history_items = reference_items[number][sends.recipient]
+        rates["history_items"] = expected_goal_rate(world, replace(sends, items=history_items), recent)
+        rates["log_reader"] = expected_goal_rate(
+            world, replace(sends, items=history_items, variant=plan.variant, at=at_history_hours), recent)
+        for name in ("kairos", "log_reader", "oracle"):
+            totals[name] += float(rates[name].sum())
         best_variant = sends.variant == plan.variant
         own_hour = sends.local_hours(population) == population.active_hour[sends.recipient]
         reader_own_hour = reference_hours[number][sends.recipient] == population.active_hour[sends.recipient]
@@ -291,6 +331,9 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
                     "best_variant": round(float(best_variant[rows].mean()), 3),
                     **{name: round(float(rate[rows].mean()), 4) for name, rate in rates.items()}}
             for group, member in groups.items() if (rows := member[sends.recipient]).any()}
+    found["four weeks"] = {"kairos_share_of_oracle": round(totals["kairos"] / totals["oracle"], 3),
+                           "log_reader_share_of_oracle": round(totals["log_reader"] / totals["oracle"], 3),
+                           "kairos_share_of_log_reader": round(totals["kairos"] / totals["log_reader"], 3)}
     return found
 
 

@@ -8,8 +8,9 @@
 - ``oracle``: knows the hidden truth: each recipient's best items by their true click
   probability, at their active hour, with the best variant.
 
-And one reference for the hour alone, :func:`bayes_hours`: what could be known of a
-recipient's hour from the history, at best.
+And two references for what the log can tell, at best: :func:`bayes_hours` of a recipient's
+hour, :func:`bayes_items` of the items they would click. Each reads the log as one who knows the
+simulator's models but not the recipient's hidden part would.
 
 All of them see the history Kairos trains on (the oracle needs none); none of them learns during
 the simulated weeks, which is the point of the comparison.
@@ -24,7 +25,15 @@ from datetime import datetime
 import numpy as np
 
 from engine.features.recipients import event_offsets, zone_offsets
-from engine.sim.population import ACTIVE_HOURS, TOPICS, ZONES, Catalog, Population, open_at_hour
+from engine.sim.population import (
+    ACTIVE_HOURS,
+    DECLARED_TRUTHFULLY,
+    TOPICS,
+    ZONES,
+    Catalog,
+    Population,
+    open_at_hour,
+)
 from engine.sim.respond import SLOT_DECAY, Sends, SimEvents, World, open_factor
 from engine.sim.visits import HOUR_SHIFT, HOUR_SHIFT_P
 
@@ -161,6 +170,93 @@ def top_items(impressions: np.ndarray, clicks: np.ndarray, k: int) -> np.ndarray
     """The k items with the best smoothed click rate."""
     rate = (clicks + 1.0) / (impressions + 20.0)
     return np.asarray(np.argsort(-rate, kind="stable")[:k])
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Items recipients were shown in messages they opened, and whether each was clicked: what the
+    log says of tastes (an unopened message says nothing of its items). The input of
+    :func:`bayes_items`; arrays are aligned, one row per item shown."""
+
+    recipient: np.ndarray   # index into the population
+    item: np.ndarray        # index into the catalog
+    slot: np.ndarray        # its place in the message
+    clicked: np.ndarray     # bool
+
+    @classmethod
+    def joined(cls, parts: Sequence[Shown]) -> Shown:
+        return cls(*(np.concatenate([getattr(p, name) for p in parts])
+                     for name in ("recipient", "item", "slot", "clicked")))
+
+
+def history_shown(population: Population, catalog: Catalog, events: SimEvents) -> Shown:
+    """The items of the opened messages of :func:`engine.sim.respond.simulate_history`: a `sent`
+    event ``<tag>-<recipient>-<slot>`` per item, opened when ``<tag>-<recipient>-o`` exists,
+    clicked when ``<tag>-<recipient>-<slot>-c`` does."""
+    columns = events.columns
+    index = {rid: i for i, rid in enumerate(population.ids)}
+    items = {iid: j for j, iid in enumerate(catalog.ids)}
+    ids = np.asarray(columns["id"])
+    kind = np.asarray(columns["type"])
+    opened = {identifier[:-2] for identifier in ids[kind == "open"]}
+    clicked = set(ids[kind == "click"])
+    rows = [n for n in np.flatnonzero(kind == "sent") if ids[n].rsplit("-", 1)[0] in opened]
+    return Shown(np.array([index[columns["recipient_id"][n]] for n in rows], dtype=int),
+                 np.array([items[columns["item_id"][n]] for n in rows], dtype=int),
+                 np.array([columns["position"][n] for n in rows], dtype=int),
+                 np.array([f"{ids[n]}-c" in clicked for n in rows], dtype=bool))
+
+
+def sent_shown(sends: Sends, opened: np.ndarray, clicked: np.ndarray) -> Shown:
+    """The items of a policy's ``sends`` that were ``opened`` (per message), ``clicked`` per
+    (message, slot)."""
+    message, slot = np.nonzero(opened[:, None] & (sends.items >= 0))
+    return Shown(sends.recipient[message], sends.items[message, slot], slot, clicked[message, slot])
+
+
+def bayes_items(world: World, shown: Shown, k: int, viewed: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> np.ndarray:
+    """(recipients x k) each recipient's items for one who knows how the planted groups click
+    (each group's mean taste, every item's quality, the mean engagement of each plan, how
+    interests are declared) but not which group the recipient is in nor their own taste: the
+    items with the most expected chance of a click under the posterior of their group, given what
+    they clicked and left in the messages they opened (``shown``), their declared interest, and
+    the topics of the items they read outside any message (``viewed``: recipient index, item
+    index). Slots are filled one after another, each with the item that adds the most to the
+    chance of at least one click.
+    """
+    population, catalog = world.population, world.catalog
+    groups = int(population.group.max()) + 1
+    taste = np.array([population.taste[population.group == g].mean(axis=0) for g in range(groups)])
+    pro = np.array([p == "pro" for p in population.plan])
+    engagement = np.array([population.engagement[pro == level].mean() for level in (False, True)])
+    # (plan x group x item) P(click | opened, slot 0)
+    p = np.clip(1.2 * taste[None, :, catalog.topic] * engagement[:, None, None] * catalog.quality[None, None, :],
+                1e-6, 0.95)
+    plan = pro.astype(int)
+    n = len(population)
+    p_shown = np.clip(p[plan[shown.recipient], :, shown.item] * SLOT_DECAY[shown.slot][:, None], 1e-6, 0.95)
+    log_like = np.zeros((n, groups))
+    np.add.at(log_like, shown.recipient, np.where(shown.clicked[:, None], np.log(p_shown), np.log1p(-p_shown)))
+    declared = np.array([TOPICS.index(t) for t in population.interest])
+    favourite = (2 * np.arange(groups)) % len(TOPICS)
+    log_like += np.log(np.where(declared[:, None] == favourite[None, :], DECLARED_TRUTHFULLY, 0.0)
+                       + (1.0 - DECLARED_TRUTHFULLY) / len(TOPICS))
+    if viewed is not None and len(viewed[0]):
+        np.add.at(log_like, viewed[0], np.log(taste[:, catalog.topic[viewed[1]]]).T)
+    posterior = np.exp(log_like - log_like.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    p_recipient = p[plan]                       # (recipients x group x item)
+    none_yet = np.ones((n, groups))             # P(no click in the slots above | group)
+    chosen = np.zeros((n, k), dtype=int)
+    available = np.ones((n, len(catalog.ids)), dtype=bool)
+    for slot in range(k):
+        gain = np.einsum("ng,ngj->nj", posterior * none_yet, p_recipient) * SLOT_DECAY[slot]
+        pick = np.where(available, gain, -np.inf).argmax(axis=1)
+        chosen[:, slot] = pick
+        available[np.arange(n), pick] = False
+        none_yet *= 1.0 - p_recipient[np.arange(n), :, pick] * SLOT_DECAY[slot]
+    return chosen
 
 
 @dataclass(frozen=True)

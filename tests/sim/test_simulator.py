@@ -15,15 +15,21 @@ from engine.decide import Policy
 from engine.sim import seed_store
 from engine.sim.baselines import (
     Answered,
+    Shown,
     bayes_hours,
+    bayes_items,
     blast,
+    click_given_open,
     history_answered,
+    history_shown,
     history_stats,
     oracle,
     segment_rule,
     sent_answered,
+    sent_shown,
 )
 from engine.sim.campaign import run_baseline, run_kairos, summary
+from engine.sim.population import TOPICS
 from engine.sim.respond import Sends, SimEvents, expected_goal_rate, respond, uniform_sends
 from engine.spec import load_campaign
 from engine.spec.model import CampaignSpec
@@ -131,6 +137,38 @@ def test_bayes_hours_move_away_from_hours_that_stayed_silent() -> None:
     campaign = sent_answered(replace(world.world, population=population), sends, np.ones(1),
                              np.array([monday.timestamp() + 13 * 3600 + 1200]))
     assert bayes_hours(population, Answered.joined([read, campaign]), (7 * 60, 22 * 60))[0] == 13
+
+
+def test_bayes_items_read_tastes_from_clicks_interests_and_reads() -> None:
+    world = small_world(size=1500, weeks=8, seed=6)
+    population, catalog = world.population, world.catalog
+    shown = history_shown(population, catalog, world.history)
+    kinds = np.array(world.history.columns["type"])
+    assert shown.clicked.sum() == (kinds == "click").sum()  # every click is on an item of an opened message
+    everyone = np.arange(len(population))
+    truth = world.world
+    items = bayes_items(truth, shown, 3)
+    best = click_given_open(truth, everyone, oracle(truth, everyone, 3, (7 * 60, 22 * 60)).items)
+    read = click_given_open(truth, everyone, items)
+    anything = click_given_open(truth, everyone, np.tile(np.arange(3), (len(population), 1)))
+    assert read.mean() > 0.8 * best.mean() and read.mean() > 1.5 * anything.mean()
+    # Someone whose log shows nothing but an interest in tech (what the techies declare) gets tech
+    # first; clicks on travel (the travellers' favourite), or reads of it, turn them to travel.
+    techie = replace(truth, population=replace(population, interest=("tech",) * len(population)))
+    nothing = Shown(*(np.zeros(0, dtype=int),) * 3, np.zeros(0, dtype=bool))
+
+    def first_topic(chosen: np.ndarray) -> str:
+        return TOPICS[int(catalog.topic[chosen[0, 0]])]
+
+    assert first_topic(bayes_items(techie, nothing, 3)) == "tech"
+    travel = np.flatnonzero(catalog.topic == TOPICS.index("travel"))[:3]
+    sends = Sends(recipient=np.zeros(2, dtype=int), items=np.tile(travel, (2, 1)), at=np.zeros(2),
+                  channel=np.zeros(2, dtype=int), variant=np.zeros(2, dtype=int))
+    clicks = np.array([[True, False, True], [True, True, False]])
+    assert first_topic(bayes_items(techie, sent_shown(sends, np.ones(2, dtype=bool), clicks), 3)) == "travel"
+    assert first_topic(bayes_items(techie, nothing, 3, (np.zeros(4, dtype=int), np.repeat(travel[:1], 4)))) == "travel"
+    unopened = sent_shown(sends, np.zeros(2, dtype=bool), clicks)
+    assert first_topic(bayes_items(techie, unopened, 3)) == "tech"  # an unopened message says nothing
 
 
 def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
