@@ -20,7 +20,12 @@ with three sections, side by side:
   hours, items or variant (or all three) swapped in, and with the hour a Bayesian reader of
   the log before that week would choose (knowing the answer and visit models, not the
   recipient's hour: :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's
-  items and variant.
+  items and variant; likewise with the items a Bayesian reader of the log would choose (knowing
+  the planted groups' tastes, not who is in which: :func:`engine.sim.baselines.bayes_items`),
+  and with both readers' choices and the oracle's variant: ``log_reader_share_of_oracle`` is
+  that reader's share of the oracle over the four weeks, about the most any policy that reads
+  this log can reach (the oracle knows what the log does not say), and
+  ``share_of_log_reader`` Kairos's share of it.
 - ``hillstrom``: ../shared/data/hillstrom.csv (a randomized e-mail experiment, logged with
   probability 1/3 per treatment): train on 70% through the store, estimate the Kairos policy's
   visit and conversion rates on the other 30% with DR and SNIPS, against the logged uniform
@@ -199,6 +204,11 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
                 readable.append(sent_answered(world, week.sends, week.recent, opened_at))
                 shown.append(sent_shown(week.sends, ~np.isnan(opened_at),
                                         clicked_between(store, population, spec.name, week.sends, day, until)))
+        gap = where_the_gap_is(world, weeks, days, k, spec.schedule.window, {
+            "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
+            **({"never opened, visits": ~opened_before & (visits.per_week > 0),
+                "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
+               else {"never opened": ~opened_before})}, reference_hours, reference_items)
         return {
             "kairos": kairos,
             "kairos_weekly_goal_rate": [round(w.expected_rate, 5) for w in weeks],
@@ -206,11 +216,11 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
             "lift_vs_same_for_everyone": round(kairos[rate] / same_for_everyone[rate], 3),
             "lift_vs_best_segment_rule": round(kairos[rate] / rules[best_rule][rate], 3),
             "share_of_oracle": round(kairos[rate] / knows_all[rate], 3),
-            "where_the_gap_is": where_the_gap_is(world, weeks, days, k, spec.schedule.window, {
-                "everyone": np.ones(len(population), dtype=bool), "opened before": opened_before,
-                **({"never opened, visits": ~opened_before & (visits.per_week > 0),
-                    "never opened, no visits": ~opened_before & (visits.per_week == 0)} if visits is not None
-                   else {"never opened": ~opened_before})}, reference_hours, reference_items),
+            # the same for a Bayesian reader of this log (where_the_gap_is, "four weeks"): the most
+            # of the oracle a policy that reads the log, however well, can be expected to reach
+            "log_reader_share_of_oracle": gap["four weeks"]["log_reader_share_of_oracle"],
+            "share_of_log_reader": gap["four weeks"]["kairos_share_of_log_reader"],
+            "where_the_gap_is": gap,
         }
 
     email_only = kairos_weeks("sim", None)
