@@ -21,7 +21,7 @@ with three sections, side by side:
   the log before that week would choose (knowing the answer and visit models, not the
   recipient's hour: :func:`engine.sim.baselines.bayes_hours`), alone and with the oracle's
   items and variant; likewise with the items a Bayesian reader of the log would choose (knowing
-  the planted groups' tastes, not who is in which: :func:`engine.sim.baselines.bayes_items`),
+  how tastes were planted, not whose is which: :func:`engine.sim.baselines.bayes_items`),
   and with both readers' choices and the oracle's variant: ``log_reader_share_of_oracle`` is
   that reader's share of the oracle over the four weeks, about the most any policy that reads
   this log can reach (the oracle knows what the log does not say), and
@@ -198,7 +198,8 @@ def simulator(directory: Path, size: int, seed: int) -> dict[str, Any]:
             before = visited_at < day.timestamp()
             reference_hours.append(bayes_hours(population, Answered.joined(readable), spec.schedule.window,
                                                (visitor[before], visited_at[before])))
-            reference_items.append(bayes_items(world, Shown.joined(shown), k, (visitor[before], visited_item[before])))
+            reference_items.append(bayes_items(world, Shown.joined(shown), k, np.random.default_rng([seed, 5]),
+                                               (visitor[before], visited_item[before])))
             if week.sends is not None and week.recent is not None:
                 opened_at = opened_between(store, population, spec.name, week.sends, day, until)
                 readable.append(sent_answered(world, week.sends, week.recent, opened_at))
@@ -303,7 +304,7 @@ def where_the_gap_is(world: World, weeks: list[WeekOutcome], days: list[datetime
     and variant (``oracle_but_history_hours``: a policy that knew every taste but read the hour off
     the log; against ``oracle``, the most of the oracle such a policy reaches that week). Likewise
     with ``reference_items`` (``history_items``: the items of :func:`bayes_items`, who knows how
-    the planted groups click but not who is in which), and with both readers' hours and items and
+    tastes were planted but not whose is which), and with both readers' hours and items and
     the oracle's variant (``log_reader``: about the most any policy reading the log could send).
     ``four weeks`` gives the goal rates of Kairos and of the log reader summed over the weeks, as
     shares of the oracle's on the same messages."""

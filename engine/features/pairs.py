@@ -97,13 +97,18 @@ class PairInputs:
     segment_lift: np.ndarray | None = None
     segment_posterior: np.ndarray | None = None   # (recipients x segments)
     segment_topic_rate: np.ndarray | None = None  # (segments x item topics + 1), NaN where not fit
+    segment_item_rate: np.ndarray | None = None   # (segments x items) where the segments rate items
 
     def segment_item_rates(self) -> np.ndarray | None:
-        """(segments x items) each segment's click rate on each item's topic (NaN where the
-        segments were not fit on it), or None without segments."""
+        """(segments x items) each segment's click rate on each item: its own where the segments
+        rate it (:func:`engine.features.segments.with_item_rates`), else its topic's (NaN where
+        the segments were not fit on that); None without segments."""
         if self.segment_topic_rate is None:
             return None
-        return np.asarray(self.segment_topic_rate[:, self.item_topic])
+        by_topic = np.asarray(self.segment_topic_rate[:, self.item_topic])
+        if self.segment_item_rate is None:
+            return by_topic
+        return np.asarray(np.where(np.isfinite(self.segment_item_rate), self.segment_item_rate, by_topic))
 
     @property
     def width(self) -> int:
@@ -134,16 +139,19 @@ def pair_inputs(schema: FeatureSchema, recipients: RecipientFeatures, items: Ite
     declared = np.hstack([recipients.declared_topics, np.zeros((n, 1), dtype=bool)])
     in_log_topic = codes(list(items.topic_names), list(recipients.topics))
     item_topic = np.where(in_log_topic >= 0, in_log_topic, len(rate))[items.topic_codes]
-    segment_rate = segment_lift = posterior = topic_rate = None
+    segment_rate = segment_lift = posterior = topic_rate = item_rate = None
     if schema.segments is not None:
         segment_rate, segment_lift, posterior, topic_rate = segment_inputs(schema.segments, recipients)
+        if schema.segments.item_rate is not None:
+            rated = codes(list(items.ids), list(schema.segments.item_ids))
+            item_rate = np.where(rated[None, :] >= 0, schema.segments.item_rate[:, rated.clip(0)], np.nan)
     return PairInputs(
         recipient_values=recipients.values, item_values=item_values.astype(np.float32), affinity=affinity,
         lift=affinity / np.maximum(overall, 1e-6), share=share, share_lift=share_lift, shown=shown,
         declared=declared, item_topic=item_topic, item_in_log=codes(list(items.ids), list(recipients.item_ids)),
         n_log_items=max(len(recipients.item_ids), 1), sent_pairs=recipients.sent_pairs,
         clicked_pairs=recipients.clicked_pairs, segment_rate=segment_rate, segment_lift=segment_lift,
-        segment_posterior=posterior, segment_topic_rate=topic_rate,
+        segment_posterior=posterior, segment_topic_rate=topic_rate, segment_item_rate=item_rate,
     )
 
 
@@ -213,6 +221,12 @@ def pair_matrix(inputs: PairInputs, recipient_index: np.ndarray, item_index: np.
         matrix[:, cross + 8] = inputs.segment_rate[recipient_index, topic]
         matrix[:, cross + 9] = lift
         matrix[:, cross + 10] = log_popularity + np.log(lift)
+        if inputs.segment_item_rate is not None and inputs.segment_posterior is not None:
+            # where the segments rate the item itself: the log of its expected rate under the posterior
+            rate = inputs.segment_item_rate[:, item_index].T
+            rated = np.isfinite(rate).all(axis=1)
+            expected = (inputs.segment_posterior[recipient_index[rated]] * rate[rated]).sum(axis=1)
+            matrix[rated, cross + 10] = np.log(expected)
     return matrix
 
 

@@ -61,6 +61,8 @@ class RecipientFeatures:
     item_ids: tuple[str, ...]       # the item vocabulary of the pair keys below
     sent_pairs: np.ndarray          # sorted recipient * len(item_ids) + item, of items sent before
     clicked_pairs: np.ndarray       # the same, of items clicked before
+    opened_keys: np.ndarray         # recipient * len(item_ids) + item of each impression in an opened message
+    click_keys: np.ndarray          # the same of each click on an item
 
     def __len__(self) -> int:
         return len(self.values)
@@ -188,7 +190,8 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     topic_opened = np.zeros((n, len(events.topics)))
     with_topic = log.topic >= 0
     np.add.at(topic_impressions, (who[impressions & with_topic], log.topic[impressions & with_topic]), 1.0)
-    opened = impressions & with_topic & np.isin(log.message, opened_messages(log, message_start, engaged))
+    in_opened = impressions & np.isin(log.message, opened_messages(log, message_start, engaged))
+    opened = in_opened & with_topic
     np.add.at(topic_opened, (who[opened], log.topic[opened]), 1.0)
     np.add.at(topic_clicks, (who[clicks_mask & with_topic], log.topic[clicks_mask & with_topic]), 1.0)
     topic_views = np.zeros((n, len(events.topics)))
@@ -208,6 +211,9 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
     with_item = log.item >= 0
     sent_pairs = np.unique(who[impressions & with_item] * n_items + log.item[impressions & with_item])
     clicked_pairs = np.unique(who[clicks_mask & with_item] * n_items + log.item[clicks_mask & with_item])
+    opened_item = in_opened & with_item
+    opened_keys = who[opened_item] * n_items + log.item[opened_item]
+    click_keys = who[clicks_mask & with_item] * n_items + log.item[clicks_mask & with_item]
 
     values = np.column_stack([*columns, encoding.encode(attributes)]) if n else np.zeros(
         (0, len(BASE_NAMES) + len(encoding.attributes)))
@@ -216,5 +222,6 @@ def recipient_features(events: EventColumns, zones: Sequence[str], attributes: S
         values=values.astype(np.float32), topics=events.topics, topic_impressions=topic_impressions,
         topic_clicks=topic_clicks, topic_opened=topic_opened, topic_views=topic_views, topic_click_rate=topic_rate,
         declared_topics=declared, hour_of_week=week,
-        item_ids=events.item_ids, sent_pairs=sent_pairs, clicked_pairs=clicked_pairs,
+        item_ids=events.item_ids, sent_pairs=sent_pairs, clicked_pairs=clicked_pairs, opened_keys=opened_keys,
+        click_keys=click_keys,
     )

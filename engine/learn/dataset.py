@@ -25,8 +25,8 @@ from engine.features.attributes import AttributeEncoding, learn_encoding
 from engine.features.content import counts_from_events, item_table
 from engine.features.events import DAY, EventColumns, codes
 from engine.features.pairs import FeatureSchema, pair_inputs, pair_matrix
-from engine.features.recipients import HORIZON_DAYS, recipient_features
-from engine.features.segments import fit_segments
+from engine.features.recipients import HORIZON_DAYS, RecipientFeatures, recipient_features
+from engine.features.segments import fit_segments, with_item_rates
 from engine.learn.attribution import last_touch
 from engine.learn.ranker import ItemScorer, PopularityScorer
 from engine.store.tables import ContentItem
@@ -107,6 +107,12 @@ class Impressions:
                                 codes_.astype(np.float64), [a.name for a in categorical],
                                 [len(a.categories) for a in categorical], np.random.default_rng(seed),
                                 recipients.topic_views[seen])
+        if segments is not None:
+            posterior = segments.posterior(recipients.topic_opened[seen], recipients.topic_clicks[seen],
+                                           codes_.astype(np.float64), recipients.topic_views[seen])
+            segments = with_item_rates(segments, posterior, _seen_pairs(recipients.opened_keys, seen, recipients),
+                                       _seen_pairs(recipients.click_keys, seen, recipients), recipients.item_ids,
+                                       _item_topics(self.events))
         return FeatureSchema(schema.recipient_encoding, schema.item_encoding, schema.topics, segments)
 
     def matrix(self, schema: FeatureSchema, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +156,24 @@ class Impressions:
             what = np.tile(np.arange(len(self.items)), len(in_day))
             scores[in_day] = scorer.score_pairs(inputs, who, what).reshape(len(in_day), len(self.items))
         return scores
+
+
+def _seen_pairs(keys: np.ndarray, seen: np.ndarray, recipients: RecipientFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """(row of ``seen``, item) of each pair key (recipient * items + item) whose recipient is in
+    ``seen`` (sorted recipient indices)."""
+    n_items = max(len(recipients.item_ids), 1)
+    who, item = keys // n_items, keys % n_items
+    row = np.searchsorted(seen, who).clip(0, max(len(seen) - 1, 0))
+    inside = (seen[row] == who) if len(seen) else np.zeros(len(keys), dtype=bool)
+    return row[inside], item[inside]
+
+
+def _item_topics(events: EventColumns) -> list[str | None]:
+    """The topic of each item of ``events.item_ids``, as its events name it (None: none does)."""
+    topic = np.full(len(events.item_ids), -1, dtype=np.int64)
+    named = (events.item >= 0) & (events.topic >= 0)
+    topic[events.item[named]] = events.topic[named]
+    return [events.topics[t] if t >= 0 else None for t in topic]
 
 
 def label_impressions(events: EventColumns, impression_rows: np.ndarray, goal: Goal) -> np.ndarray:

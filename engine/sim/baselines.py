@@ -28,10 +28,15 @@ from engine.features.recipients import event_offsets, zone_offsets
 from engine.sim.population import (
     ACTIVE_HOURS,
     DECLARED_TRUTHFULLY,
+    ENGAGEMENT_SCALE,
+    ENGAGEMENT_SHAPE,
+    PRO_ENGAGEMENT,
+    TASTE_CONCENTRATION,
     TOPICS,
     ZONES,
     Catalog,
     Population,
+    group_tastes,
     open_at_hour,
 )
 from engine.sim.respond import SLOT_DECAY, Sends, SimEvents, World, open_factor
@@ -214,49 +219,66 @@ def sent_shown(sends: Sends, opened: np.ndarray, clicked: np.ndarray) -> Shown:
     return Shown(sends.recipient[message], sends.items[message, slot], slot, clicked[message, slot])
 
 
-def bayes_items(world: World, shown: Shown, k: int, viewed: tuple[np.ndarray, np.ndarray] | None = None
-                ) -> np.ndarray:
-    """(recipients x k) each recipient's items for one who knows how the planted groups click
-    (each group's mean taste, every item's quality, the mean engagement of each plan, how
-    interests are declared) but not which group the recipient is in nor their own taste: the
-    items with the most expected chance of a click under the posterior of their group, given what
-    they clicked and left in the messages they opened (``shown``), their declared interest, and
-    the topics of the items they read outside any message (``viewed``: recipient index, item
-    index). Slots are filled one after another, each with the item that adds the most to the
-    chance of at least one click.
+PARTICLES_PER_GROUP = 200
+
+
+def bayes_items(world: World, shown: Shown, k: int, rng: np.random.Generator,
+                viewed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(recipients x k) each recipient's items for one who knows how the audience was made (the
+    planted groups' tastes and how a person's taste and engagement are drawn around them, every
+    item's quality, how interests are declared) but not the recipient's own group, taste or
+    engagement: the items with the most expected chance of a click under the posterior of those,
+    given what they clicked and left in the messages they opened (``shown``), their declared
+    interest, and the topics of the items they read outside any message (``viewed``: recipient
+    index, item index). Slots are filled one after another, each with the item that adds the most
+    to the chance of at least one click.
+
+    The posterior is over :data:`PARTICLES_PER_GROUP` people drawn from each group as the
+    population was (importance sampling, ``rng``), shared by every recipient.
     """
     population, catalog = world.population, world.catalog
     groups = int(population.group.max()) + 1
-    taste = np.array([population.taste[population.group == g].mean(axis=0) for g in range(groups)])
-    pro = np.array([p == "pro" for p in population.plan])
-    engagement = np.array([population.engagement[pro == level].mean() for level in (False, True)])
-    # (plan x group x item) P(click | opened, slot 0)
-    p = np.clip(1.2 * taste[None, :, catalog.topic] * engagement[:, None, None] * catalog.quality[None, None, :],
-                1e-6, 0.95)
-    plan = pro.astype(int)
-    n = len(population)
-    p_shown = np.clip(p[plan[shown.recipient], :, shown.item] * SLOT_DECAY[shown.slot][:, None], 1e-6, 0.95)
-    log_like = np.zeros((n, groups))
-    np.add.at(log_like, shown.recipient, np.where(shown.clicked[:, None], np.log(p_shown), np.log1p(-p_shown)))
+    group = np.repeat(np.arange(groups), PARTICLES_PER_GROUP)
+    concentration = group_tastes(groups) * TASTE_CONCENTRATION
+    taste = np.vstack([rng.dirichlet(concentration[g], size=PARTICLES_PER_GROUP) for g in range(groups)])
+    engagement = rng.gamma(ENGAGEMENT_SHAPE, ENGAGEMENT_SCALE, size=len(group))
+    plan = np.array([p == "pro" for p in population.plan], dtype=int)
+    # (plan x item x particle) P(click | opened, slot 0), as Population.click_probability has it
+    p = np.clip(1.2 * taste[:, catalog.topic].T[None, :, :] * engagement[None, None, :]
+                * np.array([1.0, PRO_ENGAGEMENT])[:, None, None] * catalog.quality[None, :, None], 0.0, 0.95)
     declared = np.array([TOPICS.index(t) for t in population.interest])
-    favourite = (2 * np.arange(groups)) % len(TOPICS)
-    log_like += np.log(np.where(declared[:, None] == favourite[None, :], DECLARED_TRUTHFULLY, 0.0)
-                       + (1.0 - DECLARED_TRUTHFULLY) / len(TOPICS))
+    favourite = (2 * group) % len(TOPICS)
+    log_like = np.log(np.where(declared[:, None] == favourite[None, :], DECLARED_TRUTHFULLY, 0.0)
+                      + (1.0 - DECLARED_TRUTHFULLY) / len(TOPICS))   # (recipients x particles)
+    chance = np.clip(p[plan[shown.recipient], shown.item] * SLOT_DECAY[shown.slot][:, None], 1e-9, 1.0 - 1e-9)
+    _add_rows(log_like, shown.recipient, np.where(shown.clicked[:, None], np.log(chance), np.log1p(-chance)))
     if viewed is not None and len(viewed[0]):
-        np.add.at(log_like, viewed[0], np.log(taste[:, catalog.topic[viewed[1]]]).T)
-    posterior = np.exp(log_like - log_like.max(axis=1, keepdims=True))
-    posterior /= posterior.sum(axis=1, keepdims=True)
-    p_recipient = p[plan]                       # (recipients x group x item)
-    none_yet = np.ones((n, groups))             # P(no click in the slots above | group)
+        _add_rows(log_like, viewed[0], np.log(taste[:, catalog.topic[viewed[1]]]).T)
+    weight = np.exp(log_like - log_like.max(axis=1, keepdims=True))
+    weight /= weight.sum(axis=1, keepdims=True)
+    n = len(population)
+    rows = np.arange(n)
+    none_yet = np.ones_like(weight)              # P(no click in the slots above | particle)
     chosen = np.zeros((n, k), dtype=int)
     available = np.ones((n, len(catalog.ids)), dtype=bool)
     for slot in range(k):
-        gain = np.einsum("ng,ngj->nj", posterior * none_yet, p_recipient) * SLOT_DECAY[slot]
+        mass = weight * none_yet
+        gain = np.where(plan[:, None] == 1, mass @ p[1].T, mass @ p[0].T)
         pick = np.where(available, gain, -np.inf).argmax(axis=1)
         chosen[:, slot] = pick
-        available[np.arange(n), pick] = False
-        none_yet *= 1.0 - p_recipient[np.arange(n), :, pick] * SLOT_DECAY[slot]
+        available[rows, pick] = False
+        none_yet *= 1.0 - p[plan, pick] * SLOT_DECAY[slot]
     return chosen
+
+
+def _add_rows(total: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+    """total[index[i]] += values[i] for every i (repeated indices add up)."""
+    if len(index) == 0:
+        return
+    order = np.argsort(index, kind="stable")
+    index, values = index[order], values[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    total[index[starts]] += np.add.reduceat(values, starts, axis=0)
 
 
 @dataclass(frozen=True)

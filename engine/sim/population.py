@@ -31,6 +31,9 @@ FIRST_NAMES = ("Ana", "Bill", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", 
                "Mateo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tara")
 ACTIVE_HOURS = (7, 8, 12, 13, 18, 19, 20, 21)
 DECLARED_TRUTHFULLY = 0.75  # share whose declared interest is their group's favourite topic
+TASTE_CONCENTRATION = 3.0   # a recipient's taste is Dirichlet(group_tastes() x this) around their group's
+ENGAGEMENT_SHAPE, ENGAGEMENT_SCALE = 4.0, 0.25  # engagement is Gamma(shape, scale) (mean 1) ...
+PRO_ENGAGEMENT = 1.3        # ... times this on the pro plan
 
 
 @dataclass(frozen=True)
@@ -81,20 +84,27 @@ def open_at_hour(local_hours: np.ndarray, active_hours: np.ndarray) -> np.ndarra
     return np.asarray(0.55 * np.exp(-distance / 3.0) + 0.05)
 
 
+def group_tastes(groups: int = len(GROUP_NAMES)) -> np.ndarray:
+    """(groups x topics) the planted groups' tastes, unnormalized: group g likes topic 2g most and
+    2g + 1 next (modulo the topics, so a fifth group likes what the first does)."""
+    taste = np.full((groups, len(TOPICS)), 0.2)
+    for g in range(groups):
+        taste[g, [(2 * g) % len(TOPICS), (2 * g + 1) % len(TOPICS)]] = [6.0, 3.0]
+    return taste
+
+
 def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GROUP_NAMES),
                     consent_rate: float = 0.97, push_rate: float = 0.4) -> Population:
     """``size`` recipients in ``groups`` planted groups."""
-    group_taste = np.full((groups, len(TOPICS)), 0.2)
-    for g in range(groups):
-        favourites = [(2 * g) % len(TOPICS), (2 * g + 1) % len(TOPICS)]
-        group_taste[g, favourites] = [6.0, 3.0]
+    group_taste = group_tastes(groups)
     group = rng.integers(0, groups, size=size)
     taste = rng.dirichlet(np.ones(len(TOPICS)), size=size)  # replaced row-wise below (one draw per group)
     for g in range(groups):
         members = np.flatnonzero(group == g)
-        taste[members] = rng.dirichlet(group_taste[g] * 3.0, size=len(members))
+        taste[members] = rng.dirichlet(group_taste[g] * TASTE_CONCENTRATION, size=len(members))
     plan = np.where(rng.random(size) < 0.3, "pro", "free")
-    engagement = rng.gamma(4.0, 0.25, size=size) * np.where(plan == "pro", 1.3, 1.0)
+    engagement = rng.gamma(ENGAGEMENT_SHAPE, ENGAGEMENT_SCALE, size=size) * np.where(plan == "pro", PRO_ENGAGEMENT,
+                                                                                     1.0)
     zones = rng.integers(0, len(ZONES), size=size)
     prefers_push = rng.random(size) < 0.35
     declared = np.where(rng.random(size) < DECLARED_TRUTHFULLY, (2 * group) % len(TOPICS),

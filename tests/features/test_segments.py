@@ -146,3 +146,41 @@ def test_only_impressions_of_opened_messages_count_as_opened() -> None:
     sports, food = features.topics.index("sports"), features.topics.index("food")
     np.testing.assert_array_equal(features.topic_impressions[:, [sports, food]], [[1, 2], [1, 0]])
     np.testing.assert_array_equal(features.topic_opened[:, [sports, food]], [[1, 1], [1, 0]])
+
+
+def test_each_segment_rates_each_item_as_its_members_clicked_it(world: SmallWorld) -> None:
+    """The segments carry a click rate per item and segment. Among the items of one topic, where
+    the topic's rate cannot tell them apart, it follows the hidden truth (the mean click
+    probability of the item in the segment's planted group), and its three best items are worth
+    more to that group than three of the segment's best topic, on average. It is stored, reloaded,
+    and refused when damaged."""
+    from engine.sim.population import TOPICS
+    segments, posterior = fitted(world)
+    assert segments.item_rate is not None and len(segments.item_ids) == len(world.catalog.ids)
+    _, majority = recovered(world, posterior)
+    population, catalog = world.population, world.catalog
+    column = [segments.item_ids.index(i) for i in catalog.ids]
+    group = np.where(population.group == 4, 0, population.group)
+
+    def within_topic(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x - np.array([x[catalog.topic == t].mean() for t in catalog.topic]))
+
+    for c, g in majority.items():
+        members = np.flatnonzero(group == g)
+        truth = np.array([population.click_probability(members, np.full(len(members), catalog.topic[j]),
+                                                       np.full(len(members), catalog.quality[j])).mean()
+                          for j in range(len(catalog.ids))])
+        rate = segments.item_rate[c, column]
+        assert np.corrcoef(within_topic(rate), within_topic(truth))[0, 1] > 0.3
+        by_topic = segments.topic_rate[c, [segments.topics.index(TOPICS[t]) for t in catalog.topic]]
+        best_topic = np.flatnonzero(by_topic == by_topic.max())
+        assert truth[np.argsort(-rate)[:3]].sum() > 3 * truth[best_topic].mean()  # any three of the best topic
+    loaded = TasteSegments.from_json(segments.to_json())
+    assert loaded.item_ids == segments.item_ids and loaded.item_rate is not None
+    np.testing.assert_array_equal(loaded.item_rate, segments.item_rate)
+    older = {k: v for k, v in segments.to_json().items() if k not in ("item_ids", "item_rate")}
+    assert TasteSegments.from_json(older).item_rate is None  # stored before items were rated
+    damaged = segments.to_json()
+    damaged["item_rate"] = [[1.5] * len(segments.item_ids)] * len(segments)
+    with pytest.raises(ValueError, match="inconsistent"):
+        TasteSegments.from_json(damaged)

@@ -147,7 +147,7 @@ def test_bayes_items_read_tastes_from_clicks_interests_and_reads() -> None:
     assert shown.clicked.sum() == (kinds == "click").sum()  # every click is on an item of an opened message
     everyone = np.arange(len(population))
     truth = world.world
-    items = bayes_items(truth, shown, 3)
+    items = bayes_items(truth, shown, 3, np.random.default_rng(1))
     best = click_given_open(truth, everyone, oracle(truth, everyone, 3, (7 * 60, 22 * 60)).items)
     read = click_given_open(truth, everyone, items)
     anything = click_given_open(truth, everyone, np.tile(np.arange(3), (len(population), 1)))
@@ -157,18 +157,21 @@ def test_bayes_items_read_tastes_from_clicks_interests_and_reads() -> None:
     techie = replace(truth, population=replace(population, interest=("tech",) * len(population)))
     nothing = Shown(*(np.zeros(0, dtype=int),) * 3, np.zeros(0, dtype=bool))
 
+    rng = np.random.default_rng(2)
+
     def first_topic(chosen: np.ndarray) -> str:
         return TOPICS[int(catalog.topic[chosen[0, 0]])]
 
-    assert first_topic(bayes_items(techie, nothing, 3)) == "tech"
+    assert first_topic(bayes_items(techie, nothing, 3, np.random.default_rng(1))) == "tech"
     travel = np.flatnonzero(catalog.topic == TOPICS.index("travel"))[:3]
     sends = Sends(recipient=np.zeros(2, dtype=int), items=np.tile(travel, (2, 1)), at=np.zeros(2),
                   channel=np.zeros(2, dtype=int), variant=np.zeros(2, dtype=int))
     clicks = np.array([[True, False, True], [True, True, False]])
-    assert first_topic(bayes_items(techie, sent_shown(sends, np.ones(2, dtype=bool), clicks), 3)) == "travel"
-    assert first_topic(bayes_items(techie, nothing, 3, (np.zeros(4, dtype=int), np.repeat(travel[:1], 4)))) == "travel"
+    assert first_topic(bayes_items(techie, sent_shown(sends, np.ones(2, dtype=bool), clicks), 3, rng)) == "travel"
+    read = (np.zeros(4, dtype=int), np.repeat(travel[:1], 4))
+    assert first_topic(bayes_items(techie, nothing, 3, rng, read)) == "travel"
     unopened = sent_shown(sends, np.zeros(2, dtype=bool), clicks)
-    assert first_topic(bayes_items(techie, unopened, 3)) == "tech"  # an unopened message says nothing
+    assert first_topic(bayes_items(techie, unopened, 3, rng)) == "tech"  # an unopened message says nothing
 
 
 def weekly_campaign(tmp_path: Path, world: SmallWorld) -> tuple[Store, CampaignSpec]:
