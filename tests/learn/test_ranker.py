@@ -11,7 +11,7 @@ import pytest
 from engine.errors import ModelError
 from engine.features.content import counts_from_events, item_table
 from engine.features.events import EventColumns
-from engine.features.pairs import pair_inputs
+from engine.features.pairs import pair_inputs, pair_matrix
 from engine.features.recipients import recipient_features
 from engine.learn.dataset import Goal, collect_impressions
 from engine.learn.metrics import ndcg_at_k, roc_auc
@@ -64,6 +64,37 @@ def test_ranker_learns_planted_tastes_well_above_popularity(world: SmallWorld, t
     groups = np.repeat(np.arange(len(truth)), truth.shape[1])
     gains = np.digitize(truth, np.quantile(truth, [0.8, 0.95])).reshape(-1)
     assert ndcg_at_k(model.reshape(-1), gains, groups, 3) > ndcg_at_k(popularity.reshape(-1), gains, groups, 3) + 0.1
+
+
+def test_the_segment_score_rates_items_the_segments_know_and_the_topic_rates_new_ones(
+        world: SmallWorld, trained: LightGBMRanker) -> None:
+    """Items of the log are scored by their own rate in each segment (two stories of a topic
+    differ), an item published after training by its topic's; the slot cascade gets the same."""
+    schema = trained.schema
+    assert schema is not None and schema.segments is not None and schema.segments.item_rate is not None
+    events = world.events()
+    items = world.items()
+    fresh = ContentItem(**{**items[0].model_dump(), "id": "articles-new"})
+    recipients = recipient_features(events, world.population.zone, world.attributes(), schema.recipient_encoding,
+                                    world.start)
+    table = item_table([*items, fresh], counts_from_events(events, [i.id for i in [*items, fresh]],
+                                                           world.start.timestamp(), "click"), world.start)
+    inputs = pair_inputs(schema, recipients, table, [i.attributes for i in [*items, fresh]])
+    rates = inputs.segment_item_rates()
+    assert rates is not None and inputs.segment_posterior is not None
+    ids = list(table.ids)
+    first = ids.index(items[0].id)
+    same_topic = [ids.index(i.id) for i in items if i.topic == items[0].topic]
+    new = ids.index("articles-new")
+    assert not np.allclose(rates[:, same_topic], rates[:, same_topic[:1]])  # a topic's items differ
+    by_topic = inputs.segment_topic_rate
+    assert by_topic is not None
+    np.testing.assert_allclose(rates[:, new], by_topic[:, inputs.item_topic[new]])
+    column = list(schema.names).index("segment_score")
+    matrix = pair_matrix(inputs, np.zeros(2, dtype=np.int64), np.array([first, new]))
+    expected = inputs.segment_posterior[0] @ rates[:, [first, new]]
+    np.testing.assert_allclose(matrix[0, column], np.log(expected[0]), rtol=1e-5)
+    assert matrix[1, column] != np.float32(np.log(expected[1]))  # unrated: popularity and topic lift
 
 
 def test_the_artifact_round_trips_and_a_damaged_one_is_refused(trained: LightGBMRanker) -> None:
