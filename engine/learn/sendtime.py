@@ -14,9 +14,11 @@ decide alone:
   14:00 in an audience that reads at 13:00 but never at 14:00 says 13:00);
 - each recipient's hour-of-day profile, smoothed toward the population's with as many
   pseudo-events as fit the log best (a Dirichlet-multinomial posterior mean whose concentration
-  is the empirical-Bayes estimate from the recipients with several events of their own: few
-  pseudo-events where people keep to their hours, many where they read whenever; :data:`DAY_PRIOR`
-  when too few recipients have several); a recipient's doings count for the reading hours they
+  is the empirical-Bayes estimate from the recipients with several reads of their own — opens
+  and clicks on their own time; doings, which fall beside the hour now and then, would make the
+  hours look wider than they are — or with several events of any kind where too few have several
+  reads: few pseudo-events where people keep to their hours, many where they read whenever;
+  :data:`DAY_PRIOR` when too few recipients have several); a recipient's doings count for the reading hours they
   may have come from by that recipient's own profile as well as by how far doings fall
   (:func:`own_reading_hours`), so that many visits around an hour say that hour, sharply;
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
@@ -162,9 +164,10 @@ def profile_concentration(by_hour: np.ndarray, population: np.ndarray) -> float:
     profile is smoothed with: the one (of :data:`CONCENTRATIONS`) under which the hour counts of
     the recipients with two or more events of their own are likeliest (Dirichlet-multinomial
     marginal likelihood; a single event says nothing about it)."""
-    evidence = HourEvidence()
-    evidence.add_profiles(by_hour)
-    return evidence.concentration(population)
+    evidence = ProfileEvidence()
+    evidence.add(by_hour)
+    found = evidence.concentration(population)
+    return found if found is not None else DAY_PRIOR
 
 
 def _padded_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -336,17 +339,52 @@ class AnswerEvidence:
 
 
 @dataclass
+class ProfileEvidence:
+    """The hour-of-day profiles of the recipients with two or more events, as the sums their
+    Dirichlet-multinomial likelihood needs: how many have each count at each hour, and each total.
+    Added up a chunk at a time, like :class:`HourEvidence`."""
+
+    at_hour: np.ndarray = field(default_factory=lambda: np.zeros((24, 1), dtype=np.int64))
+    with_total: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    profiles: int = 0
+
+    def add(self, by_hour: np.ndarray) -> None:
+        counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
+        if len(counts) == 0:
+            return
+        totals = counts.sum(axis=1)
+        limit = int(totals.max())
+        at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
+                              minlength=24 * (limit + 1)).reshape(24, limit + 1)
+        self.at_hour = _padded_sum(self.at_hour, at_hour)
+        self.with_total = _padded_sum(self.with_total, np.bincount(totals, minlength=limit + 1))
+        self.profiles += len(counts)
+
+    def concentration(self, population: np.ndarray) -> float | None:
+        """The one of :data:`CONCENTRATIONS` under which these profiles are likeliest; None with
+        fewer than :data:`MIN_PROFILES` of them."""
+        if self.profiles < MIN_PROFILES:
+            return None
+        limit = len(self.with_total) - 1
+        likelihood = [float((self.at_hour * _rising_logs(a * population, limit)).sum()
+                            - (self.with_total * _rising_logs(np.array([a]), limit)[0]).sum())
+                      for a in CONCENTRATIONS]
+        return float(CONCENTRATIONS[int(np.argmax(likelihood))])
+
+
+@dataclass
 class HourEvidence:
     """The sums behind :class:`HourPrior`, added up over an audience a chunk at a time: every
     statistic the prior reads from the whole audience is a sum over its recipients, so a large
     audience is read in chunks and gives the same prior as read at once."""
 
     by_hour: np.ndarray = field(default_factory=lambda: np.zeros(24))
-    # profiles of the recipients with two or more events: how many have each count at each hour,
-    # and each total (the Dirichlet-multinomial likelihood is a sum over these few values)
-    at_hour: np.ndarray = field(default_factory=lambda: np.zeros((24, 1), dtype=np.int64))
-    with_total: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
-    profiles: int = 0
+    # how peaked one recipient's hours are: from their reads (opens and clicks on their own time)
+    # where enough recipients have several, else from all their events. Doings fall beside the
+    # reading hour now and then, so a profile of reads and doings looks wider than the reading
+    # hours are, and would smooth each recipient's toward everyone's too much.
+    reads: ProfileEvidence = field(default_factory=ProfileEvidence)
+    events: ProfileEvidence = field(default_factory=ProfileEvidence)
     # the answer rates' first estimate: each recipient's own hour is their most active one (none
     # without activity of their own)
     answers: AnswerEvidence = field(default_factory=AnswerEvidence)
@@ -369,14 +407,17 @@ class HourEvidence:
         the log says of the messages sent to them."""
         by_hour = week_counts.reshape(len(week_counts), 7, 24).sum(axis=1)
         self.by_hour = self.by_hour + by_hour.sum(axis=0)
-        self.add_profiles(by_hour)
+        self.events.add(by_hour)
         likelihood, profiles = week_log_likelihoods(week_counts)
         self.week_likelihood = self.week_likelihood + likelihood
         self.week_profiles += profiles
+        doings = None
+        if activity is not None and activity.doings is not None:
+            doings = activity.doings.reshape(len(week_counts), 7, 24).sum(axis=1)
+        self.reads.add(by_hour - doings if doings is not None else by_hour)
         if activity is None:
             return
-        if activity.doings is not None:
-            doings = activity.doings.reshape(len(week_counts), 7, 24).sum(axis=1)
+        if doings is not None:
             offsets, readers = doing_offsets(by_hour, doings)
             self.doing_offsets = self.doing_offsets + offsets
             self.readers_doing += readers
@@ -386,26 +427,12 @@ class HourEvidence:
         most_active[active, by_hour[active].argmax(axis=1)] = 1.0
         self.answers.add(activity, most_active)
 
-    def add_profiles(self, by_hour: np.ndarray) -> None:
-        counts = np.rint(by_hour[by_hour.sum(axis=1) >= 2]).astype(np.int64)
-        if len(counts) == 0:
-            return
-        totals = counts.sum(axis=1)
-        limit = int(totals.max())
-        at_hour = np.bincount((np.arange(24)[None, :] * (limit + 1) + counts).ravel(),
-                              minlength=24 * (limit + 1)).reshape(24, limit + 1)
-        self.at_hour = _padded_sum(self.at_hour, at_hour)
-        self.with_total = _padded_sum(self.with_total, np.bincount(totals, minlength=limit + 1))
-        self.profiles += len(counts)
-
     def concentration(self, population: np.ndarray) -> float:
-        if self.profiles < MIN_PROFILES:
-            return DAY_PRIOR
-        limit = len(self.with_total) - 1
-        likelihood = [float((self.at_hour * _rising_logs(a * population, limit)).sum()
-                            - (self.with_total * _rising_logs(np.array([a]), limit)[0]).sum())
-                      for a in CONCENTRATIONS]
-        return float(CONCENTRATIONS[int(np.argmax(likelihood))])
+        for profiles in (self.reads, self.events):
+            found = profiles.concentration(population)
+            if found is not None:
+                return found
+        return DAY_PRIOR
 
     def week_concentration(self) -> float:
         if self.week_profiles < MIN_PROFILES:

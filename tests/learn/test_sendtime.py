@@ -375,3 +375,16 @@ def test_many_visits_around_an_hour_outweigh_a_few_silences_there() -> None:
     rates = AnswerRates(np.r_[0.55 * np.exp(-distance / 3.0) + 0.05, 0.2], np.full(14, 0.02))
     prior = replace(sendtime.learn_prior(counts, _activity(counts, visits)), rates=rates)
     assert int(sendtime.day_preferences(counts, activity, prior)[0].argmax()) == 19
+
+
+def test_how_peaked_reading_hours_are_is_read_from_reads_not_from_visits_beside_them() -> None:
+    """People who read at one hour and visit an hour either side now and then: their reads say
+    their hours are sharp (few pseudo-events of everyone's profile), which their visits, taken as
+    they fall, would blur; an audience that only visits still gets an estimate, from its visits."""
+    counts, visits = _readers_who_visit(np.random.default_rng(9), 400)
+    by_hour = counts.reshape(len(counts), 7, 24).sum(axis=1)
+    prior = sendtime.learn_prior(counts, _activity(counts, visits))
+    blurred = profile_concentration(by_hour, prior.population)
+    assert prior.concentration < 0.2 < blurred
+    only_visits = sendtime.learn_prior(visits, _activity(visits, visits))
+    assert only_visits.concentration != sendtime.DAY_PRIOR
