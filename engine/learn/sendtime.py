@@ -18,9 +18,10 @@ decide alone:
   and clicks on their own time; doings, which fall beside the hour now and then, would make the
   hours look wider than they are — or with several events of any kind where too few have several
   reads: few pseudo-events where people keep to their hours, many where they read whenever;
-  :data:`DAY_PRIOR` when too few recipients have several); a recipient's doings count for the reading hours they
-  may have come from by that recipient's own profile as well as by how far doings fall
-  (:func:`own_reading_hours`), so that many visits around an hour say that hour, sharply;
+  :data:`DAY_PRIOR` when too few recipients have several); a recipient's doings count for the
+  reading hours they may have come from by that recipient's own profile as well as by how far
+  doings fall (:func:`own_reading_hours`), so that many visits around an hour say that hour,
+  sharply;
 - each recipient's hour-of-week profile, smoothed toward their own hour-of-day profile (spread
   over the seven days) with as many pseudo-events as fit the log best, estimated the same way
   from how the recipients with several events spread them over the days at their hours: many
@@ -226,15 +227,18 @@ def own_reading_hours(reads: np.ndarray, doings: np.ndarray, spread: np.ndarray,
     for rows in np.array_split(np.arange(len(alpha)), max(1, -(-len(alpha) // CHOICE_CHUNK))):
         # only the (recipient, hour) pairs with doings, a chunk of recipients at a time
         row, hour = np.nonzero(doings[rows])
+        if len(row) == 0:
+            continue
         count = doings[rows][row, hour][:, None]
-        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=np.int64)
+        first = np.r_[True, row[1:] != row[:-1]]  # the first pair of each recipient (pairs come by row)
+        starts = np.flatnonzero(first)
         with_doings = rows[row[starts]]
-        owner = np.cumsum(np.r_[True, row[1:] != row[:-1]]) - 1 if len(row) else row  # pair -> with_doings
+        owner = np.cumsum(first) - 1  # each pair's recipient, as an index into with_doings
         for _ in range(VARIATIONAL_STEPS):
             weight = kernel[hour] * np.exp(digamma(alpha[with_doings]))[owner]
             weight *= count / weight.sum(axis=1, keepdims=True)
             updated = base[with_doings] + np.add.reduceat(weight, starts, axis=0)
-            moved = float(np.abs(updated - alpha[with_doings]).max()) if len(starts) else 0.0
+            moved = float(np.abs(updated - alpha[with_doings]).max())
             alpha[with_doings] = updated
             if moved < VARIATIONAL_TOLERANCE:
                 break
