@@ -36,6 +36,8 @@ from engine.sim.population import (
     ZONES,
     Catalog,
     Population,
+    click_chance,
+    favourite_topic,
     group_tastes,
     open_at_hour,
 )
@@ -244,10 +246,11 @@ def bayes_items(world: World, shown: Shown, k: int, rng: np.random.Generator,
     engagement = rng.gamma(ENGAGEMENT_SHAPE, ENGAGEMENT_SCALE, size=len(group))
     plan = np.array([p == "pro" for p in population.plan], dtype=int)
     # (plan x item x particle) P(click | opened, slot 0), as Population.click_probability has it
-    p = np.clip(1.2 * taste[:, catalog.topic].T[None, :, :] * engagement[None, None, :]
-                * np.array([1.0, PRO_ENGAGEMENT])[:, None, None] * catalog.quality[None, :, None], 0.0, 0.95)
+    p = click_chance(taste[:, catalog.topic].T[None, :, :],
+                     engagement[None, None, :] * np.array([1.0, PRO_ENGAGEMENT])[:, None, None],
+                     catalog.quality[None, :, None])
     declared = np.array([TOPICS.index(t) for t in population.interest])
-    favourite = (2 * group) % len(TOPICS)
+    favourite = favourite_topic(group)
     log_like = np.log(np.where(declared[:, None] == favourite[None, :], DECLARED_TRUTHFULLY, 0.0)
                       + (1.0 - DECLARED_TRUTHFULLY) / len(TOPICS))   # (recipients x particles)
     chance = np.clip(p[plan[shown.recipient], shown.item] * SLOT_DECAY[shown.slot][:, None], 1e-9, 1.0 - 1e-9)

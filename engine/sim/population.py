@@ -70,7 +70,7 @@ class Population:
                           item_quality: np.ndarray) -> np.ndarray:
         """P(click | opened, recipient, item), for aligned index arrays (the hidden truth)."""
         taste = self.taste[recipients, item_topics]
-        return np.asarray(np.clip(1.2 * taste * self.engagement[recipients] * item_quality, 0.0, 0.95))
+        return click_chance(taste, self.engagement[recipients], item_quality)
 
     def open_probability(self, recipients: np.ndarray, local_hours: np.ndarray) -> np.ndarray:
         """P(open) falls off with the distance from the recipient's active hour."""
@@ -84,12 +84,24 @@ def open_at_hour(local_hours: np.ndarray, active_hours: np.ndarray) -> np.ndarra
     return np.asarray(0.55 * np.exp(-distance / 3.0) + 0.05)
 
 
+def click_chance(taste: np.ndarray, engagement: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """P(click | opened) of an item of that quality, for someone of that taste for its topic and
+    that engagement (broadcasting): the hidden truth."""
+    return np.asarray(np.clip(1.2 * taste * engagement * quality, 0.0, 0.95))
+
+
+def favourite_topic(group: np.ndarray) -> np.ndarray:
+    """The topic each group likes most (index into TOPICS): what most of its members declare."""
+    return np.asarray((2 * group) % len(TOPICS))
+
+
 def group_tastes(groups: int = len(GROUP_NAMES)) -> np.ndarray:
     """(groups x topics) the planted groups' tastes, unnormalized: group g likes topic 2g most and
     2g + 1 next (modulo the topics, so a fifth group likes what the first does)."""
     taste = np.full((groups, len(TOPICS)), 0.2)
-    for g in range(groups):
-        taste[g, [(2 * g) % len(TOPICS), (2 * g + 1) % len(TOPICS)]] = [6.0, 3.0]
+    rows = np.arange(groups)
+    taste[rows, favourite_topic(rows)] = 6.0
+    taste[rows, (favourite_topic(rows) + 1) % len(TOPICS)] = 3.0
     return taste
 
 
@@ -107,7 +119,7 @@ def make_population(size: int, rng: np.random.Generator, *, groups: int = len(GR
                                                                                      1.0)
     zones = rng.integers(0, len(ZONES), size=size)
     prefers_push = rng.random(size) < 0.35
-    declared = np.where(rng.random(size) < DECLARED_TRUTHFULLY, (2 * group) % len(TOPICS),
+    declared = np.where(rng.random(size) < DECLARED_TRUTHFULLY, favourite_topic(group),
                         rng.integers(0, len(TOPICS), size=size))
     channel_taste = np.column_stack([np.where(prefers_push, 0.6, 1.0), np.where(prefers_push, 1.4, 0.5)])
     return Population(
