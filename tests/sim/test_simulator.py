@@ -156,7 +156,6 @@ def test_bayes_items_read_tastes_from_clicks_interests_and_reads() -> None:
     # first; clicks on travel (the travellers' favourite), or reads of it, turn them to travel.
     techie = replace(truth, population=replace(population, interest=("tech",) * len(population)))
     nothing = Shown(*(np.zeros(0, dtype=int),) * 3, np.zeros(0, dtype=bool))
-
     rng = np.random.default_rng(2)
 
     def first_topic(chosen: np.ndarray) -> str:
@@ -168,8 +167,8 @@ def test_bayes_items_read_tastes_from_clicks_interests_and_reads() -> None:
                   channel=np.zeros(2, dtype=int), variant=np.zeros(2, dtype=int))
     clicks = np.array([[True, False, True], [True, True, False]])
     assert first_topic(bayes_items(techie, sent_shown(sends, np.ones(2, dtype=bool), clicks), 3, rng)) == "travel"
-    read = (np.zeros(4, dtype=int), np.repeat(travel[:1], 4))
-    assert first_topic(bayes_items(techie, nothing, 3, rng, read)) == "travel"
+    visited = (np.zeros(4, dtype=int), np.repeat(travel[:1], 4))  # four reads of a travel story
+    assert first_topic(bayes_items(techie, nothing, 3, rng, visited)) == "travel"
     unopened = sent_shown(sends, np.zeros(2, dtype=bool), clicks)
     assert first_topic(bayes_items(techie, unopened, 3, rng)) == "tech"  # an unopened message says nothing
 
