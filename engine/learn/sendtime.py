@@ -125,6 +125,7 @@ def circular_distance(hours: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 _DISTANCE = circular_distance(np.arange(24)[:, None], np.arange(24)[None, :])  # (hour h x hour a)
+_AFTER = (np.arange(24)[:, None] - np.arange(24)[None, :]) % 24  # (hour h x hour a) hours from a to h
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def doing_offsets(by_hour: np.ndarray, doings: np.ndarray) -> tuple[np.ndarray, 
 def reading_hours(doings_by_hour: np.ndarray, spread: np.ndarray, population: np.ndarray) -> np.ndarray:
     """(recipients x 24) each recipient's doings given to the hours they may read at: a doing at
     hour h counts for reading hour a in proportion to spread[h - a] x population[a]."""
-    weight = spread[(np.arange(24)[:, None] - np.arange(24)[None, :]) % 24] * population[None, :]  # (h x a)
+    weight = spread[_AFTER] * population[None, :]  # (h x a)
     return np.asarray(doings_by_hour @ (weight / weight.sum(axis=1, keepdims=True)))
 
 
@@ -221,7 +222,7 @@ def own_reading_hours(reads: np.ndarray, doings: np.ndarray, spread: np.ndarray,
     at still goes to the reading hour beside it: the expectation of the log of a profile share
     that only pseudo-events hold is very low.
     """
-    kernel = spread[(np.arange(24)[:, None] - np.arange(24)[None, :]) % 24]  # (doing hour h x reading hour a)
+    kernel = spread[_AFTER]  # (doing hour h x reading hour a)
     base = reads + pseudo[None, :]
     alpha = base + reading_hours(doings, spread, pseudo / pseudo.sum())
     for rows in np.array_split(np.arange(len(alpha)), max(1, -(-len(alpha) // CHOICE_CHUNK))):
