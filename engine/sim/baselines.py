@@ -19,8 +19,9 @@ the simulated weeks, which is the point of the comparison.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Self
 
 import numpy as np
 
@@ -78,7 +79,17 @@ def history_stats(population: Population, catalog: Catalog, events: SimEvents, n
 
 
 @dataclass(frozen=True)
-class Answered:
+class _Rows:
+    """Aligned arrays, one row per message or item: the fields of a subclass."""
+
+    @classmethod
+    def joined(cls, parts: Sequence[Self]) -> Self:
+        """The rows of ``parts`` one after another."""
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+
+@dataclass(frozen=True)
+class Answered(_Rows):
     """Messages and whether each was opened, with what only the simulator knows of them: the
     input of :func:`bayes_hours`. Arrays are aligned, one row per message."""
 
@@ -86,11 +97,6 @@ class Answered:
     at: np.ndarray          # epoch seconds of the send
     opened_at: np.ndarray   # epoch seconds of its open, NaN when none came
     factor: np.ndarray      # its P(open) besides the hour: channel taste x variant lift x fatigue
-
-    @classmethod
-    def joined(cls, parts: Sequence[Answered]) -> Answered:
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in ("recipient", "at", "opened_at", "factor")))
 
 
 def history_answered(population: Population, events: SimEvents) -> Answered:
@@ -180,7 +186,7 @@ def top_items(impressions: np.ndarray, clicks: np.ndarray, k: int) -> np.ndarray
 
 
 @dataclass(frozen=True)
-class Shown:
+class Shown(_Rows):
     """Items recipients were shown in messages they opened, and whether each was clicked: what the
     log says of tastes (an unopened message says nothing of its items). The input of
     :func:`bayes_items`; arrays are aligned, one row per item shown."""
@@ -189,11 +195,6 @@ class Shown:
     item: np.ndarray        # index into the catalog
     slot: np.ndarray        # its place in the message
     clicked: np.ndarray     # bool
-
-    @classmethod
-    def joined(cls, parts: Sequence[Shown]) -> Shown:
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in ("recipient", "item", "slot", "clicked")))
 
 
 def history_shown(population: Population, catalog: Catalog, events: SimEvents) -> Shown:
